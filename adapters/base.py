@@ -1,0 +1,52 @@
+"""The tiny interface every upstream backend implements.
+
+An upstream takes an OpenAI chat-completions request body (a plain dict, every
+field the client sent, minus nothing) and returns OpenAI-shaped dicts. Errors
+are raised as :mod:`adapters.errors` exceptions, *before* the first chunk of a
+stream is yielded whenever the backend allows it, so the proxy can still send
+a proper HTTP status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Per-request facts an adapter may need besides the body."""
+
+    request_id: str
+    # The client's bearer token, forwarded when no upstream key is configured.
+    client_api_key: str | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Upstream(Protocol):
+    """A model backend. Implementations must be safe to call concurrently."""
+
+    name: str
+
+    async def chat(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        """One non-streaming chat completion (an OpenAI ``chat.completion`` dict)."""
+        ...
+
+    async def open_stream(
+        self, body: dict[str, Any], ctx: CallContext
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Start a streaming completion.
+
+        Awaiting this sends the request and raises on an upstream error; the
+        returned iterator yields ``chat.completion.chunk`` dicts as they arrive.
+        """
+        ...
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        """OpenAI ``model`` objects this upstream serves."""
+        ...
+
+    async def aclose(self) -> None:
+        ...

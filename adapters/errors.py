@@ -1,0 +1,52 @@
+"""Errors raised by upstream adapters.
+
+The proxy maps each to an OpenAI-format error response:
+
+    UpstreamError            an upstream answered with an error (status kept)
+    ├── UpstreamTimeout      no answer in time                      -> 504
+    └── UpstreamUnavailable  could not connect / protocol broke     -> 502
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UpstreamError(Exception):
+    """An upstream model call failed; carries an OpenAI-style error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        type: str = "upstream_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.type = type
+        self.code = code
+        self.param = param
+
+    def to_body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class UpstreamTimeout(UpstreamError):
+    def __init__(self, message: str = "The upstream model did not answer in time.") -> None:
+        super().__init__(message, status=504, type="timeout", code="upstream_timeout")
+
+
+class UpstreamUnavailable(UpstreamError):
+    def __init__(self, message: str = "Could not reach the upstream model.") -> None:
+        super().__init__(message, status=502, type="upstream_error", code="upstream_unavailable")
