@@ -1,0 +1,22 @@
+"""``memproxy bench <name>``: each benchmark registers its own sub-command.
+
+A benchmark module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS = {
+    "latency": ("bench.latency", "added latency of the proxy vs calling the upstream directly"),
+}
+
+
+def add_bench_commands(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="bench", required=True)
+    for name, (module_name, help_text) in BENCHMARKS.items():
+        sub = commands.add_parser(name, help=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)

@@ -1,0 +1,98 @@
+"""The ASGI application: wiring only.
+
+``create_app`` builds the memory engine and the upstream from settings at
+startup (or takes ready-made ones, as tests and embedding programs do) and
+closes them at shutdown, draining queued memory writes first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from adapters.base import Upstream
+from adapters.registry import UpstreamRegistry
+from memory.embedder import Embedder
+from memory.engine import MemoryEngine
+from memory.tokens import TokenCounter
+from proxy.chat_service import ChatService
+from proxy.config import Settings
+from proxy.errors import install_handlers
+from proxy.identity import HeaderIdentityResolver, IdentityResolver
+from proxy.middleware import RequestIdMiddleware
+from proxy.routes import chat, health, memories, models
+from proxy.services import Services
+
+log = logging.getLogger("memproxy")
+
+VERSION = "0.1.0"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: MemoryEngine | None = None,
+    upstream: Upstream | None = None,
+    registry: UpstreamRegistry | None = None,
+    identity: IdentityResolver | None = None,
+    embedder: Embedder | None = None,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = await build_services(settings, engine, upstream, registry, identity, embedder)
+        app.state.services = svc
+        log.info(
+            "memproxy ready: upstream=%s memory placement=%s budget=%d",
+            svc.upstream.name,
+            settings.memory.placement,
+            settings.memory.token_budget,
+        )
+        try:
+            yield
+        finally:
+            await _close(svc, owns_engine=engine is None, owns_upstream=upstream is None)
+
+    app = FastAPI(title="memproxy", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    install_handlers(app)
+    for module in (chat, models, memories, health):
+        app.include_router(module.router)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+async def build_services(
+    settings: Settings,
+    engine: MemoryEngine | None,
+    upstream: Upstream | None,
+    registry: UpstreamRegistry | None,
+    identity: IdentityResolver | None,
+    embedder: Embedder | None = None,
+) -> Services:
+    data_dir = settings.data_path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if engine is None:
+        engine = await MemoryEngine.open(settings.memory, data_dir, embedder=embedder)
+    if upstream is None:
+        registry = registry or UpstreamRegistry.from_entry_points()
+        upstream = registry.create(settings.resolved_provider(), settings.upstream, data_dir)
+    chat_service = ChatService(
+        upstream,
+        engine,
+        TokenCounter(),
+        settings.memory,
+        model_override=settings.upstream.model if settings.resolved_provider() == "openai" else None,
+    )
+    resolver = identity or HeaderIdentityResolver(settings.memory.default_mode)
+    return Services(settings, engine, upstream, resolver, chat_service)
+
+
+async def _close(svc: Services, *, owns_engine: bool, owns_upstream: bool) -> None:
+    if owns_engine:
+        await svc.engine.aclose()
+    else:
+        await svc.engine.flush()
+    if owns_upstream:
+        await svc.upstream.aclose()

@@ -1,0 +1,84 @@
+"""Request models for the HTTP API (validation only; no logic).
+
+Chat bodies are validated here but forwarded as the client sent them: the
+models allow extra fields so that nothing the proxy does not use is lost.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Role
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+
+class MemoryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    event_time: datetime | None = None
+    kind: str | None = Field(default=None, min_length=1, max_length=64)
+    tier: Literal["recall", "core"] | None = None
+    session: str | None = None
+    source_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("content must not be blank")
+        return value
+
+
+class AddMemoriesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(min_length=1, max_length=256)
+    session: str | None = None
+    memories: list[MemoryIn] = Field(min_length=1, max_length=10_000)
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(min_length=1, max_length=256)
+    query: str = Field(min_length=1)
+    token_budget: int | None = Field(default=None, ge=1, le=1_000_000)
+    limit: int | None = Field(default=None, ge=1, le=1_000)
+
+
+class PatchMemoryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str | None = Field(default=None, min_length=1)
+    metadata: dict[str, Any] | None = None
+    event_time: datetime | None = None
+    kind: str | None = Field(default=None, min_length=1, max_length=64)
+    tier: Literal["recall", "core"] | None = None
+    state: Literal["active", "superseded", "archived", "deleted"] | None = None

@@ -1,0 +1,86 @@
+"""Shared fixtures: real servers on loopback, the real embedder, the real store."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from bench.fake_upstream import FakeUpstream  # noqa: E402
+from bench.serving import ServerThread  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """One real all-MiniLM-L6-v2 for the whole run (loading takes seconds)."""
+    from memory.embedder import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[tuple[FakeUpstream, ServerThread]]:
+    fake = FakeUpstream()
+    with ServerThread(fake.app()) as server:
+        yield fake, server
+
+
+@pytest.fixture()
+def upstream(fake_upstream: tuple[FakeUpstream, ServerThread]) -> FakeUpstream:
+    fake, _ = fake_upstream
+    fake.clear()
+    return fake
+
+
+@pytest.fixture()
+def upstream_url(fake_upstream: tuple[FakeUpstream, ServerThread]) -> str:
+    return f"{fake_upstream[1].url}/v1"
+
+
+ProxyFactory = Callable[..., ServerThread]
+
+
+@pytest.fixture()
+def make_proxy(tmp_path: Path, embedder: Any, upstream_url: str) -> Iterator[ProxyFactory]:
+    """Start a proxy on a real port: ``make_proxy(memory={...}, upstream={...})``."""
+    from proxy.app import create_app
+    from proxy.config import load_settings
+
+    servers: list[ServerThread] = []
+
+    def factory(**overrides: Any) -> ServerThread:
+        upstream_overrides = {"base_url": upstream_url, "provider": "openai", **overrides.pop("upstream", {})}
+        settings = load_settings(
+            data_dir=str(tmp_path / f"data{len(servers)}"), upstream=upstream_overrides, **overrides
+        )
+        server = ServerThread(create_app(settings, embedder=embedder)).start()
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture()
+def proxy(make_proxy: ProxyFactory) -> ServerThread:
+    return make_proxy()
+
+
+def wait_for_memories(base_url: str, user: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """Poll the management API until ``user`` holds at least ``count`` memories."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = httpx.get(f"{base_url}/v1/memories", params={"user": user, "limit": 1000}).json()["data"]
+        if len(data) >= count or time.monotonic() > deadline:
+            return data
+        time.sleep(0.05)
