@@ -1,0 +1,306 @@
+"""A :class:`~memory.store.MemoryStore` on Chroma 1.5.
+
+One collection per owner, ``mp_<owner key>``, in cosine space: recall never
+needs a ``where`` filter on a shared collection (~37 ms) and stays on the
+unfiltered HNSW path (~1.6 ms). Embeddings are always passed in
+(``embedding_function=None``), so Chroma never tries to download a model.
+
+Chroma's client is synchronous; every call runs on a small dedicated thread
+pool under a deadline, and any failure surfaces as ``StoreUnavailable``. The
+client is created lazily on first use; creation failures are retried on the
+next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from memory.codec import from_record, to_metadata
+from memory.cube import MemCube, State, owner_key, owner_key_of_id
+from memory.errors import MemoryEngineError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+COLLECTION_PREFIX = "mp_"
+WRITE_BATCH = 1000
+DEFAULT_TIMEOUT_S = 10.0
+PING_TIMEOUT_S = 3.0
+HTTP_CONNECT_TIMEOUT_S = 2.0
+
+
+def collection_name(key: str) -> str:
+    return f"{COLLECTION_PREFIX}{key}"
+
+
+def _chroma_settings() -> Any:
+    from chromadb.config import Settings
+
+    return Settings(anonymized_telemetry=False)
+
+
+def embedded_client(path: Path) -> Any:
+    import chromadb
+
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+
+
+def http_client(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
+    import chromadb
+    import httpx
+
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    ssl = parts.scheme == "https"
+    port = parts.port or (443 if ssl else 8000)
+    client = chromadb.HttpClient(host=parts.hostname or "localhost", port=port, ssl=ssl, settings=_chroma_settings())
+    # chromadb builds its httpx session with timeout=None; bound it so a
+    # blackholed server cannot pin our worker threads forever.
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(timeout_s, connect=HTTP_CONNECT_TIMEOUT_S)
+    return client
+
+
+def _rows(result: dict[str, Any]) -> list[MemCube]:
+    docs = result.get("documents") or []
+    metas = result.get("metadatas") or []
+    return [from_record(i, d or "", dict(m or {})) for i, d, m in zip(result["ids"], docs, metas)]
+
+
+class ChromaStore:
+    def __init__(self, connect: Callable[[], Any], *, timeout_s: float = DEFAULT_TIMEOUT_S, workers: int = 4) -> None:
+        self._connect = connect
+        self._timeout_s = timeout_s
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="memproxy-chroma")
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._collections: dict[str, Any] = {}
+
+    @classmethod
+    def embedded(cls, path: Path) -> ChromaStore:
+        return cls(lambda: embedded_client(path))
+
+    @classmethod
+    def remote(cls, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> ChromaStore:
+        return cls(lambda: http_client(url, timeout_s), timeout_s=timeout_s)
+
+    # -- plumbing -----------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None) -> T:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, fn, *args)
+        limit = timeout_s or self._timeout_s
+        try:
+            return await asyncio.wait_for(future, timeout=limit)
+        except MemoryEngineError:
+            raise
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"the memory store did not answer within {limit:.1f} s") from exc
+        except Exception as exc:  # translate every client/transport error
+            raise StoreUnavailable(f"the memory store failed: {type(exc).__name__}: {exc}") from exc
+
+    def _client_sync(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    def _collection(self, key: str, *, create: bool) -> Any | None:
+        with self._lock:
+            cached = self._collections.get(key)
+        if cached is not None:
+            return cached
+        client = self._client_sync()
+        name = collection_name(key)
+        if create:
+            collection = client.get_or_create_collection(
+                name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+            )
+        else:
+            collection = self._existing(client, name)
+            if collection is None:
+                return None
+        with self._lock:
+            self._collections[key] = collection
+        return collection
+
+    @staticmethod
+    def _existing(client: Any, name: str) -> Any | None:
+        from chromadb.errors import NotFoundError
+
+        try:
+            return client.get_collection(name, embedding_function=None)
+        except NotFoundError:
+            return None
+
+    def _forget_collection(self, key: str) -> None:
+        with self._lock:
+            self._collections.pop(key, None)
+
+    # -- sync operations (run on the executor) ------------------------------
+
+    def _add_sync(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
+        by_key: dict[str, list[int]] = {}
+        for index, cube in enumerate(cubes):
+            by_key.setdefault(cube.owner.key, []).append(index)
+        for key, indexes in by_key.items():
+            collection = self._collection(key, create=True)
+            for start in range(0, len(indexes), WRITE_BATCH):
+                chunk = indexes[start : start + WRITE_BATCH]
+                collection.add(
+                    ids=[cubes[i].id for i in chunk],
+                    embeddings=embeddings[chunk],
+                    documents=[cubes[i].content for i in chunk],
+                    metadatas=[to_metadata(cubes[i]) for i in chunk],
+                )
+
+    def _get_sync(self, memory_id: str) -> MemCube | None:
+        key = owner_key_of_id(memory_id)
+        collection = self._collection(key, create=False) if key else None
+        if collection is None:
+            return None
+        rows = _rows(collection.get(ids=[memory_id], include=["documents", "metadatas"]))
+        return rows[0] if rows else None
+
+    def _update_sync(self, cube: MemCube, embedding: np.ndarray | None) -> None:
+        collection = self._collection(cube.owner.key, create=True)
+        if embedding is None:  # content unchanged: metadata only
+            collection.update(ids=[cube.id], metadatas=[to_metadata(cube)])
+            return
+        collection.update(
+            ids=[cube.id],
+            embeddings=embedding.reshape(1, -1),
+            documents=[cube.content],
+            metadatas=[to_metadata(cube)],
+        )
+
+    def _delete_sync(self, memory_id: str) -> bool:
+        key = owner_key_of_id(memory_id)
+        collection = self._collection(key, create=False) if key else None
+        if collection is None or not collection.get(ids=[memory_id], include=[])["ids"]:
+            return False
+        collection.delete(ids=[memory_id])
+        return True
+
+    def _delete_owner_sync(self, user: str) -> int:
+        key = owner_key(user)
+        collection = self._collection(key, create=False)
+        if collection is None:
+            return 0
+        count = int(collection.count())
+        self._forget_collection(key)
+        self._client_sync().delete_collection(collection_name(key))
+        return count
+
+    def _query_sync(self, user: str, embedding: np.ndarray, limit: int) -> list[tuple[MemCube, float]]:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None or limit <= 0:
+            return []
+        include = ["documents", "metadatas", "distances"]
+        query = embedding.reshape(1, -1)
+        result = collection.query(query_embeddings=query, n_results=limit, include=include)
+        hits = self._hits(result)
+        if any(cube.state != State.ACTIVE.value for cube, _ in hits):
+            # rare: inactive memories in the top-k; ask again with a filter
+            result = collection.query(
+                query_embeddings=query, n_results=limit, where={"state": State.ACTIVE.value}, include=include
+            )
+            hits = self._hits(result)
+        return hits
+
+    @staticmethod
+    def _hits(result: dict[str, Any]) -> list[tuple[MemCube, float]]:
+        flat = {
+            "ids": result["ids"][0],
+            "documents": (result.get("documents") or [[]])[0],
+            "metadatas": (result.get("metadatas") or [[]])[0],
+        }
+        distances = (result.get("distances") or [[]])[0]
+        return [(cube, 1.0 - float(d)) for cube, d in zip(_rows(flat), distances)]
+
+    def _similarities_sync(self, user: str, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None or not ids:
+            return {}
+        result = collection.get(ids=list(ids), include=["embeddings"])
+        vectors = np.asarray(result["embeddings"], dtype=np.float32)
+        if vectors.size == 0:
+            return {}
+        query = embedding.reshape(-1).astype(np.float32)
+        norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(query))
+        sims = (vectors @ query) / np.maximum(norms, 1e-12)
+        return {memory_id: float(s) for memory_id, s in zip(result["ids"], sims)}
+
+    def _list_sync(
+        self, user: str, limit: int, after: str | None, tier: str | None
+    ) -> tuple[list[MemCube], bool]:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None:
+            return [], False
+        where = {"tier": tier} if tier else None
+        ids = sorted(collection.get(where=where, include=[])["ids"])
+        start = bisect.bisect_right(ids, after) if after else 0
+        page = ids[start : start + limit]
+        if not page:
+            return [], False
+        rows = {c.id: c for c in _rows(collection.get(ids=page, include=["documents", "metadatas"]))}
+        return [rows[i] for i in page if i in rows], start + limit < len(ids)
+
+    def _all_active_sync(self, user: str) -> list[MemCube]:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None:
+            return []
+        result = collection.get(where={"state": State.ACTIVE.value}, include=["documents", "metadatas"])
+        return _rows(result)
+
+    def _ping_sync(self) -> None:
+        self._client_sync().heartbeat()
+
+    # -- async API ------------------------------------------------------------
+
+    async def add(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
+        if cubes:
+            await self._call(self._add_sync, list(cubes), np.asarray(embeddings, dtype=np.float32))
+
+    async def get(self, memory_id: str) -> MemCube | None:
+        return await self._call(self._get_sync, memory_id)
+
+    async def update(self, cube: MemCube, embedding: np.ndarray | None) -> None:
+        await self._call(self._update_sync, cube, embedding)
+
+    async def delete(self, memory_id: str) -> bool:
+        return await self._call(self._delete_sync, memory_id)
+
+    async def delete_owner(self, user: str) -> int:
+        return await self._call(self._delete_owner_sync, user)
+
+    async def query(self, user: str, embedding: np.ndarray, limit: int) -> list[tuple[MemCube, float]]:
+        return await self._call(self._query_sync, user, embedding, limit)
+
+    async def similarities(self, user: str, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
+        return await self._call(self._similarities_sync, user, embedding, list(ids))
+
+    async def list(
+        self, user: str, limit: int, after: str | None = None, tier: str | None = None
+    ) -> tuple[list[MemCube], bool]:
+        return await self._call(self._list_sync, user, limit, after, tier)
+
+    async def all_active(self, user: str) -> list[MemCube]:
+        return await self._call(self._all_active_sync, user)
+
+    async def ping(self) -> None:
+        await self._call(self._ping_sync, timeout_s=PING_TIMEOUT_S)
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

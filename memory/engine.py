@@ -1,0 +1,293 @@
+"""The memory engine: the one facade the HTTP layer talks to.
+
+It validates input, builds MemCubes (ids, owner, provenance, token counts),
+embeds in batches, writes to the store, keeps the per-owner lexical indexes
+in step, runs hybrid recall, and owns the background turn writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from memory.chroma_store import ChromaStore
+from memory.cube import IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, utcnow
+from memory.embedder import Embedder
+from memory.errors import InvalidMemory, MemoryNotFound
+from memory.lexcache import LexicalCache
+from memory.recall import RecallResult, Recalled, candidate_count, gather_candidates, pack, rank
+from memory.render import render_item
+from memory.store import MemoryStore
+from memory.tokens import TokenCounter
+from memory.writer import Turn, TurnWriter, turn_content
+
+if TYPE_CHECKING:
+    from proxy.config import MemorySettings
+
+__all__ = ["MemoryEngine", "MemoryPatch", "NewMemory", "Page", "RecallResult", "Recalled"]
+
+log = logging.getLogger(__name__)
+
+EMBED_BATCH = 64
+TIERS = frozenset(t.value for t in Tier)
+STATES = frozenset(s.value for s in State)
+
+
+@dataclass(frozen=True, slots=True)
+class NewMemory:
+    content: str
+    kind: str = "fact"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    event_time: datetime | None = None
+    tier: str = "recall"
+    session: str | None = None
+    source_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPatch:  # None = unchanged
+    content: str | None = None
+    metadata: dict[str, Any] | None = None
+    event_time: datetime | None = None
+    kind: str | None = None
+    tier: str | None = None
+    state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[MemCube]
+    has_more: bool
+
+
+def _content(text: str | None) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidMemory("Memory content must be a non-empty string.", param="content")
+    return text.strip()
+
+
+def _choice(value: str, allowed: frozenset[str], param: str) -> str:
+    if value not in allowed:
+        options = ", ".join(sorted(allowed))
+        raise InvalidMemory(f"Invalid {param} '{value}'; expected one of: {options}.", param=param)
+    return value
+
+
+def _kind(value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidMemory("Memory kind must be a non-empty string.", param="kind")
+    return value.strip()
+
+
+def _metadata(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidMemory("Memory metadata must be a JSON object.", param="metadata")
+    return value
+
+
+def _event_time(value: datetime | None) -> datetime | None:
+    """Timezone-aware UTC; naive times are taken as UTC (as in ``parse_time``)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidMemory("event_time must be a timestamp.", param="event_time")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class MemoryEngine:
+    def __init__(
+        self,
+        settings: MemorySettings,
+        store: MemoryStore,
+        embedder: Embedder,
+        *,
+        owns_embedder: bool = False,
+        counter: TokenCounter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.counter = counter or TokenCounter()
+        self._owns_embedder = owns_embedder
+        self._ids = IdFactory()
+        self._lexical = LexicalCache(store.all_active)
+        self.writer = TurnWriter(self._write_turns, maxsize=settings.write_queue_size)
+
+    @classmethod
+    async def open(
+        cls, settings: MemorySettings, data_dir: Path, *, embedder: Embedder | None = None
+    ) -> MemoryEngine:
+        """Build the engine; the store connects lazily, the embedder is warmed."""
+        owns = embedder is None
+        embedder = embedder or Embedder(settings.embedding_model)
+        if settings.chroma_url:
+            store: MemoryStore = ChromaStore.remote(settings.chroma_url)
+        else:
+            path = Path(settings.chroma_path) if settings.chroma_path else Path(data_dir) / "chroma"
+            store = ChromaStore.embedded(path)
+        engine = cls(settings, store, embedder, owns_embedder=owns)
+        await embedder.warmup()
+        return engine
+
+    # -- writing --------------------------------------------------------------
+
+    def _token_count(self, cube: MemCube) -> MemCube:
+        return cube.evolve(tokens=self.counter.count(render_item(cube)))
+
+    def _build(self, owner: Owner, item: NewMemory, provenance: Provenance) -> MemCube:
+        member = Owner(user=owner.user, session=item.session or owner.session, agent=owner.agent)
+        if item.source_ids:
+            provenance = Provenance(
+                request_id=provenance.request_id,
+                model=provenance.model,
+                roles=provenance.roles,
+                source_ids=tuple(item.source_ids),
+            )
+        cube = MemCube(
+            id=self._ids.new(member),
+            owner=member,
+            content=_content(item.content),
+            kind=_kind(item.kind),
+            tier=_choice(item.tier, TIERS, "tier"),
+            event_time=_event_time(item.event_time),
+            provenance=provenance,
+            metadata=_metadata(item.metadata),
+        )
+        return self._token_count(cube)
+
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        """Embed in small batches so recall queries can interleave on the
+        shared embedding thread during big writes."""
+        parts = [await self.embedder.embed(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    async def _store_new(self, cubes: list[MemCube]) -> list[MemCube]:
+        if not cubes:
+            return []
+        embeddings = await self._embed([c.content for c in cubes])
+        await self.store.add(cubes, embeddings)
+        self._lexical.upsert(cubes)
+        return cubes
+
+    async def add(
+        self, owner: Owner, items: Sequence[NewMemory], *, provenance: Provenance | None = None
+    ) -> list[MemCube]:
+        if not owner.user:
+            raise InvalidMemory("A memory needs a user.", param="user")
+        cubes = [self._build(owner, item, provenance or Provenance()) for item in items]
+        return await self._store_new(cubes)
+
+    # -- reading --------------------------------------------------------------
+
+    async def search(
+        self, user: str, query: str, *, token_budget: int | None = None, limit: int | None = None
+    ) -> RecallResult:
+        budget = self.settings.token_budget if token_budget is None else token_budget
+        max_items = self.settings.max_items if limit is None else limit
+        if not query or not query.strip() or budget <= 0 or max_items <= 0:
+            return RecallResult(items=[], tokens=0)
+        embedding = (await self.embedder.embed([query]))[0]
+        k = candidate_count(max_items)
+        candidates = await gather_candidates(self.store, self._lexical.index(user), user, query, embedding, k)
+        ranked = rank(candidates, self.settings.min_score)
+        return pack(ranked, budget, max_items, self.counter.count)
+
+    async def list(
+        self, user: str, *, limit: int = 20, after: str | None = None, tier: str | None = None
+    ) -> Page:
+        if limit < 1:
+            raise InvalidMemory("limit must be at least 1.", param="limit")
+        if tier is not None:
+            _choice(tier, TIERS, "tier")
+        items, has_more = await self.store.list(user, limit, after, tier)
+        return Page(items=items, has_more=has_more)
+
+    async def get(self, memory_id: str) -> MemCube:
+        cube = await self.store.get(memory_id)
+        if cube is None:
+            raise MemoryNotFound(memory_id)
+        return cube
+
+    # -- changing ---------------------------------------------------------------
+
+    def _patched(self, cube: MemCube, patch: MemoryPatch) -> MemCube:
+        changes: dict[str, Any] = {}
+        if patch.content is not None:
+            changes["content"] = _content(patch.content)
+        if patch.metadata is not None:
+            changes["metadata"] = _metadata(patch.metadata)
+        if patch.event_time is not None:
+            changes["event_time"] = _event_time(patch.event_time)
+        if patch.kind is not None:
+            changes["kind"] = _kind(patch.kind)
+        if patch.tier is not None:
+            changes["tier"] = _choice(patch.tier, TIERS, "tier")
+        if patch.state is not None:
+            changes["state"] = _choice(patch.state, STATES, "state")
+        return self._token_count(cube.evolve(**changes, version=cube.version + 1, updated_at=utcnow()))
+
+    async def update(self, memory_id: str, patch: MemoryPatch) -> MemCube:
+        cube = await self.get(memory_id)
+        updated = self._patched(cube, patch)
+        embedding = None
+        if updated.content != cube.content:
+            embedding = (await self.embedder.embed([updated.content]))[0]
+        await self.store.update(updated, embedding)
+        self._lexical.upsert([updated])
+        return updated
+
+    async def delete(self, memory_id: str) -> None:
+        cube = await self.get(memory_id)
+        if not await self.store.delete(memory_id):
+            raise MemoryNotFound(memory_id)
+        self._lexical.remove(cube.owner.user, memory_id)
+
+    async def forget(self, user: str) -> int:
+        """Delete every memory of ``user`` (turns already queued included)."""
+        await self.writer.flush()
+        count = await self.store.delete_owner(user)
+        self._lexical.drop(user)
+        return count
+
+    async def ping(self) -> None:
+        await self.store.ping()
+
+    # -- the background writer ----------------------------------------------
+
+    def remember_turn(
+        self,
+        owner: Owner,
+        user_text: str,
+        assistant_text: str,
+        provenance: Provenance,
+        event_time: datetime | None = None,
+    ) -> None:
+        """Queue one chat turn for storage; never blocks, never raises on a full queue."""
+        content = turn_content(user_text, assistant_text)
+        if not content:
+            return
+        self.writer.submit(Turn(owner, content, provenance, event_time or utcnow()))
+
+    async def _write_turns(self, turns: list[Turn]) -> None:
+        cubes = [
+            self._build(t.owner, NewMemory(content=t.content, kind=Kind.EPISODIC.value, event_time=t.event_time), t.provenance)
+            for t in turns
+        ]
+        await self._store_new(cubes)
+
+    async def flush(self) -> None:
+        await self.writer.flush()
+
+    async def aclose(self) -> None:
+        await self.writer.aclose()
+        await self.store.aclose()
+        if self._owns_embedder:
+            self.embedder.close()

@@ -1,0 +1,110 @@
+"""Per-owner lexical indexes in an LRU cache.
+
+Each cached owner has a BM25 index over its active memories plus the cubes
+themselves (so lexical-only hits need no store round trip). Writes update
+cached owners incrementally; a miss rebuilds from ``MemoryStore.all_active``.
+Writes that land while an owner is being rebuilt are queued and replayed on
+the fresh index (upsert/remove are idempotent, so replaying is always safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+
+from memory.cube import MemCube, State
+from memory.lexical import BM25Index
+
+DEFAULT_CAPACITY = 256
+
+
+class OwnerIndex:
+    def __init__(self) -> None:
+        self.bm25 = BM25Index()
+        self.cubes: dict[str, MemCube] = {}
+
+    def upsert(self, cube: MemCube) -> None:
+        if cube.state != State.ACTIVE.value:
+            self.remove(cube.id)
+            return
+        self.cubes[cube.id] = cube
+        self.bm25.upsert(cube.id, cube.content)
+
+    def remove(self, memory_id: str) -> None:
+        self.cubes.pop(memory_id, None)
+        self.bm25.remove(memory_id)
+
+    def clear(self) -> None:
+        self.bm25 = BM25Index()
+        self.cubes.clear()
+
+
+Op = Callable[[OwnerIndex], None]
+
+
+class LexicalCache:
+    def __init__(self, load: Callable[[str], Awaitable[list[MemCube]]], capacity: int = DEFAULT_CAPACITY) -> None:
+        self._load = load
+        self._capacity = capacity
+        self._cache: OrderedDict[str, OwnerIndex] = OrderedDict()
+        self._loading: dict[str, tuple[asyncio.Task[OwnerIndex], list[Op]]] = {}
+
+    async def index(self, user: str) -> OwnerIndex:
+        cached = self._cache.get(user)
+        if cached is not None:
+            self._cache.move_to_end(user)
+            return cached
+        loading = self._loading.get(user)
+        if loading is None:
+            pending: list[Op] = []
+            task = asyncio.create_task(self._build(user, pending), name=f"memproxy-lexical-{user}")
+            task.add_done_callback(_consume_exception)
+            loading = (task, pending)
+            self._loading[user] = loading
+        # shielded: a caller that times out must not waste the rebuild
+        return await asyncio.shield(loading[0])
+
+    async def _build(self, user: str, pending: list[Op]) -> OwnerIndex:
+        try:
+            cubes = await self._load(user)
+        finally:
+            self._loading.pop(user, None)
+        built = OwnerIndex()
+        for cube in cubes:
+            built.upsert(cube)
+        for op in pending:
+            op(built)
+        self._store(user, built)
+        return built
+
+    def _store(self, user: str, index: OwnerIndex) -> None:
+        self._cache[user] = index
+        self._cache.move_to_end(user)
+        while len(self._cache) > self._capacity:
+            self._cache.popitem(last=False)
+
+    def _apply(self, user: str, op: Op) -> None:
+        cached = self._cache.get(user)
+        if cached is not None:
+            op(cached)
+        loading = self._loading.get(user)
+        if loading is not None:
+            loading[1].append(op)
+
+    def upsert(self, cubes: Iterable[MemCube]) -> None:
+        for cube in cubes:
+            self._apply(cube.owner.user, lambda index, c=cube: index.upsert(c))
+
+    def remove(self, user: str, memory_id: str) -> None:
+        self._apply(user, lambda index: index.remove(memory_id))
+
+    def drop(self, user: str) -> None:
+        self._cache.pop(user, None)
+        self._apply(user, OwnerIndex.clear)
+
+
+def _consume_exception(task: asyncio.Task[OwnerIndex]) -> None:
+    """Retrieve a failed rebuild's exception; the waiting callers re-raise it."""
+    if not task.cancelled():
+        task.exception()

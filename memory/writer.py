@@ -1,0 +1,106 @@
+"""The background turn writer.
+
+``submit`` never blocks: turns go on a bounded queue, and when it is full the
+turn is dropped with a warning and counted. One worker task drains the queue
+in batches and hands each batch to a sink (the engine's batched ``add``,
+which embeds the whole batch at once). Sink failures are logged with their
+exception and counted; the worker keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from memory.cube import Owner, Provenance
+from memory.render import strip_injected
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    owner: Owner
+    content: str
+    provenance: Provenance
+    event_time: datetime | None = None
+
+
+def turn_content(user_text: str, assistant_text: str) -> str:
+    """``User: ...\\nAssistant: ...`` with injected memory blocks removed;
+    empty when neither side has any text left."""
+    user = strip_injected(user_text or "").strip()
+    assistant = strip_injected(assistant_text or "").strip()
+    lines = [f"User: {user}" if user else "", f"Assistant: {assistant}" if assistant else ""]
+    return "\n".join(line for line in lines if line)
+
+
+Sink = Callable[[list[Turn]], Awaitable[None]]
+
+
+class TurnWriter:
+    def __init__(self, sink: Sink, maxsize: int, batch_size: int = BATCH_SIZE) -> None:
+        self._sink = sink
+        self._queue: asyncio.Queue[Turn] = asyncio.Queue(maxsize=maxsize)
+        self._batch_size = batch_size
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+        self.dropped = 0
+        self.failed = 0
+        self.written = 0
+
+    def submit(self, turn: Turn) -> bool:
+        """Queue a turn; False (and a warning) when it had to be dropped."""
+        if self._closed:
+            log.warning("memory writer is closed; dropping a turn for user %r", turn.owner.user)
+            self.dropped += 1
+            return False
+        try:
+            self._queue.put_nowait(turn)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("memory write queue full (%d); dropped a turn (%d dropped so far)",
+                        self._queue.maxsize, self.dropped)
+            return False
+        self._ensure_worker()
+        return True
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="memproxy-writer")
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._sink(batch)
+                self.written += len(batch)
+            except Exception:  # a failed batch must not stop the writer
+                self.failed += len(batch)
+                log.exception("memory writer failed to store %d turn(s)", len(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def flush(self) -> None:
+        """Wait until every turn queued so far has been written (or failed)."""
+        if self._worker is not None:
+            await self._queue.join()
+
+    async def aclose(self) -> None:
+        """Drain the queue, then stop the worker."""
+        self._closed = True
+        await self.flush()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
