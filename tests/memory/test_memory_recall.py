@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from conftest import EngineFactory, run
+from memory_helpers import EngineFactory, run
 
 from memory.cube import Owner
 from memory.engine import NewMemory
@@ -33,6 +33,9 @@ UNRELATED = [
     "summarize the plot of Hamlet",
     "what year did World War II end?",
     "convert 5 miles to km",
+    "hello",
+    "thanks!",
+    "what's the weather like?",
 ]
 
 
