@@ -50,3 +50,31 @@ class Upstream(Protocol):
 
     async def aclose(self) -> None:
         ...
+
+
+@runtime_checkable
+class ResponsesUpstream(Protocol):
+    """Optional: an upstream that speaks the OpenAI Responses API itself.
+
+    Raise :class:`adapters.errors.UpstreamUnsupported` when the server turns
+    out to have no Responses endpoint; the proxy then bridges the request
+    onto chat completions.
+    """
+
+    async def responses(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        """One non-streaming ``POST /responses`` (an OpenAI ``response`` dict)."""
+        ...
+
+    async def open_responses_stream(
+        self, body: dict[str, Any], ctx: CallContext
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Start a streaming response; the iterator yields Responses stream events."""
+        ...
+
+
+@runtime_checkable
+class EmbeddingsUpstream(Protocol):
+    """Optional: an upstream that serves ``POST /embeddings``."""
+
+    async def embeddings(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        ...

@@ -4,7 +4,9 @@ The proxy maps each to an OpenAI-format error response:
 
     UpstreamError            an upstream answered with an error (status kept)
     ├── UpstreamTimeout      no answer in time                      -> 504
-    └── UpstreamUnavailable  could not connect / protocol broke     -> 502
+    ├── UpstreamUnavailable  could not connect / protocol broke     -> 502
+    └── UpstreamUnsupported  the upstream has no such endpoint      -> 501
+                             (e.g. no Responses API: the proxy bridges instead)
 """
 
 from __future__ import annotations
@@ -50,3 +52,8 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamUnavailable(UpstreamError):
     def __init__(self, message: str = "Could not reach the upstream model.") -> None:
         super().__init__(message, status=502, type="upstream_error", code="upstream_unavailable")
+
+
+class UpstreamUnsupported(UpstreamError):
+    def __init__(self, message: str = "The upstream does not serve this endpoint.") -> None:
+        super().__init__(message, status=501, type="invalid_request_error", code="unsupported_endpoint")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from adapters.base import CallContext
-from adapters.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from adapters.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable, UpstreamUnsupported
 from proxy.config import UpstreamSettings
 
 
@@ -79,8 +79,48 @@ class OpenAIUpstream:
         data = _json(response.content).get("data")
         return data if isinstance(data, list) else []
 
+    async def responses(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        """``POST /responses``; raises UpstreamUnsupported when the server has none."""
+        body = {**body, "stream": False} if body.get("stream") else body
+        return await self._post_json("/responses", body, ctx, endpoint="the Responses API")
+
+    async def open_responses_stream(
+        self, body: dict[str, Any], ctx: CallContext
+    ) -> AsyncIterator[dict[str, Any]]:
+        request = self.client.build_request(
+            "POST",
+            f"{self.base_url}/responses",
+            json={**body, "stream": True},
+            headers={**self._headers(ctx), "Accept": "text/event-stream"},
+        )
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout() from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"Could not reach the upstream model: {exc}") from exc
+        if response.status_code >= 400:
+            content = await response.aread()
+            await response.aclose()
+            raise _endpoint_error(response.status_code, content, "the Responses API")
+        return _response_events(response)
+
+    async def embeddings(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        return await self._post_json("/embeddings", body, ctx, endpoint="embeddings")
+
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    async def _post_json(self, path: str, body: dict[str, Any], ctx: CallContext, endpoint: str) -> dict[str, Any]:
+        try:
+            response = await self.client.post(f"{self.base_url}{path}", json=body, headers=self._headers(ctx))
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout() from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"Could not reach the upstream model: {exc}") from exc
+        if response.status_code >= 400:
+            raise _endpoint_error(response.status_code, response.content, endpoint)
+        return _json(response.content)
 
     def _headers(self, ctx: CallContext | None) -> dict[str, str]:
         key = self.settings.api_key or (ctx.client_api_key if ctx else None)
@@ -118,6 +158,42 @@ async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
         raise UpstreamUnavailable(f"The upstream stream broke: {exc}") from exc
     finally:
         await response.aclose()
+
+
+async def _response_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """Parse a Responses SSE stream into its events (each carries its ``type``)."""
+    try:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            if not data:
+                continue
+            payload = _json(data.encode("utf-8"))
+            if "type" not in payload and "error" in payload:
+                raise _error_from(502, data.encode("utf-8"))
+            yield payload
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout("The upstream model stopped sending in time.") from exc
+    except httpx.TransportError as exc:
+        raise UpstreamUnavailable(f"The upstream stream broke: {exc}") from exc
+    finally:
+        await response.aclose()
+
+
+# Statuses with which servers say "no such route" (vLLM/FastAPI and Starlette
+# 404/405, llama.cpp server 404, some gateways 501) -- unless the body says it
+# is the *model* that is missing.
+_NO_ROUTE = (404, 405, 501)
+
+
+def _endpoint_error(status: int, content: bytes, endpoint: str) -> UpstreamError:
+    error = _error_from(status, content)
+    if status in _NO_ROUTE and error.code != "model_not_found" and "model" not in error.message.lower():
+        return UpstreamUnsupported(f"The upstream does not serve {endpoint} ({status}: {error.message}).")
+    return error
 
 
 def _json(content: bytes) -> dict[str, Any]:

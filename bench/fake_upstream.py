@@ -1,9 +1,11 @@
 """A fake OpenAI-compatible upstream that speaks the real wire protocol.
 
-It serves ``POST /v1/chat/completions`` (JSON and SSE streaming) and
-``GET /v1/models`` over real HTTP and records every request it receives, so
-tests can check exactly what reached the "model". Behaviour is chosen by the
-request's ``model``:
+It serves ``POST /v1/chat/completions`` (JSON and SSE streaming),
+``POST /v1/responses`` (the Responses API, JSON and SSE; answers 404 while
+``responses_api`` is False, like a server without it), ``POST /v1/embeddings``
+and ``GET /v1/models`` over real HTTP and records every request it receives,
+so tests can check exactly what reached the "model". Behaviour is chosen by
+the request's ``model``:
 
 - any name: a deterministic reply ``"Echo: <last user message>"``; when the
   request offers ``tools`` (and ``tool_choice`` is not ``"none"``) the reply
@@ -29,6 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from bench import fake_responses
+
 MODELS = ("fake-model", "gpt-4o-mini")
 
 
@@ -44,6 +48,7 @@ class FakeUpstream:
     """The fake's state: the requests it saw, and its default chunk delay."""
 
     chunk_delay_s: float = 0.0
+    responses_api: bool = True  # False: /v1/responses is 404, like llama.cpp server
     requests: list[RecordedRequest] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -52,12 +57,18 @@ class FakeUpstream:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1/responses", self._responses, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
             ]
         )
 
     def chat_requests(self) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def requests_to(self, suffix: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith(suffix)]
 
     def clear(self) -> None:
         with self._lock:
@@ -66,6 +77,29 @@ class FakeUpstream:
     async def _models(self, request: Request) -> Response:
         data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in MODELS]
         return JSONResponse({"object": "list", "data": data})
+
+    async def _responses(self, request: Request) -> Response:
+        if not self.responses_api:
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        body = await request.json()
+        with self._lock:
+            self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        model = str(body.get("model", ""))
+        if model.startswith("error-"):
+            return _error(int(model.split("-", 1)[1]))
+        if body.get("stream"):
+            delay = _delay_for(model, self.chunk_delay_s)
+            return StreamingResponse(fake_responses.stream_response(body, delay), media_type="text/event-stream")
+        return JSONResponse(fake_responses.complete_response(body))
+
+    async def _embeddings(self, request: Request) -> Response:
+        body = await request.json()
+        with self._lock:
+            self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        model = str(body.get("model", ""))
+        if model.startswith("error-"):
+            return _error(int(model.split("-", 1)[1]))
+        return JSONResponse(fake_responses.embeddings(body))
 
     async def _chat(self, request: Request) -> Response:
         body = await request.json()

@@ -14,16 +14,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from adapters.base import Upstream
+from adapters.ollama_upstream import OllamaUpstream
 from adapters.registry import UpstreamRegistry
 from memory.embedder import Embedder
 from memory.engine import MemoryEngine
 from memory.tokens import TokenCounter
 from proxy.chat_service import ChatService
 from proxy.config import Settings
+from proxy.embeddings_service import EmbeddingsService
 from proxy.errors import install_handlers
 from proxy.identity import HeaderIdentityResolver, IdentityResolver
 from proxy.middleware import RequestIdMiddleware
-from proxy.routes import chat, health, memories, models
+from proxy.ollama_service import OllamaService
+from proxy.responses_service import ResponsesService
+from proxy.routes import chat, embeddings, health, memories, models, ollama, responses
 from proxy.services import Services
 
 log = logging.getLogger("memproxy")
@@ -57,7 +61,7 @@ def create_app(
 
     app = FastAPI(title="memproxy", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     install_handlers(app)
-    for module in (chat, models, memories, health):
+    for module in (chat, responses, embeddings, models, memories, health, ollama):
         app.include_router(module.router)
     app.add_middleware(RequestIdMiddleware)
     return app
@@ -86,10 +90,22 @@ async def build_services(
         model_override=settings.upstream.model if settings.resolved_provider() == "openai" else None,
     )
     resolver = identity or HeaderIdentityResolver(settings.memory.default_mode)
-    return Services(settings, engine, upstream, resolver, chat_service)
+    responses = ResponsesService(upstream, chat_service, settings.upstream.responses)
+    ollama = OllamaService(
+        OllamaUpstream(
+            settings.ollama.base_url,
+            timeout_s=settings.ollama.timeout_s,
+            connect_timeout_s=settings.ollama.connect_timeout_s,
+        ),
+        chat_service,
+    )
+    return Services(
+        settings, engine, upstream, resolver, chat_service, responses, EmbeddingsService(upstream), ollama
+    )
 
 
 async def _close(svc: Services, *, owns_engine: bool, owns_upstream: bool) -> None:
+    await svc.ollama.client.aclose()
     if owns_engine:
         await svc.engine.aclose()
     else:

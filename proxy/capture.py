@@ -42,6 +42,14 @@ class ReplyCapture:
                 self._merge_tool({"index": index, **call})
             self.finished = True
 
+    def add_text(self, text: str) -> None:
+        """A piece of reply text from any protocol (Ollama, Responses)."""
+        self._text.append(text)
+
+    def add_tool_call(self, name: str, arguments: Any) -> None:
+        """A complete tool call from any protocol; ``arguments`` as a string or an object."""
+        self._merge_tool({"index": len(self._tools), "function": {"name": name, "arguments": arguments}})
+
     @property
     def text(self) -> str:
         """The reply as one string; tool calls are summarised after any text."""

@@ -80,12 +80,23 @@ class ChatService:
     async def recall(
         self, messages: list[dict[str, Any]], identity: Identity
     ) -> tuple[list[dict[str, Any]], MemoryOutcome]:
+        """``messages`` with the recalled memory block injected (a copy), and the outcome."""
+        block, outcome = await self.recall_block(recall_query(messages), identity)
+        if block is None:
+            return messages, outcome
+        return inject(messages, block, self.settings.placement), outcome
+
+    async def recall_block(self, query: str, identity: Identity) -> tuple[str | None, MemoryOutcome]:
+        """The rendered memory block for ``query`` (None when nothing is recalled).
+
+        Shared by every protocol front end (chat completions, Responses,
+        Ollama); each places the block in its own request shape.
+        """
         if not identity.mode.reads:
             status = "off" if not identity.mode.writes else "ok"
-            return messages, MemoryOutcome(status)
-        query = recall_query(messages)
+            return None, MemoryOutcome(status)
         if not query:
-            return messages, MemoryOutcome("ok")
+            return None, MemoryOutcome("ok")
         deadline = self.settings.recall_deadline_ms / 1000
         try:
             result = await asyncio.wait_for(
@@ -93,15 +104,14 @@ class ChatService:
             )
         except TimeoutError:
             log.warning("recall missed its %.0f ms deadline; forwarding without memories", deadline * 1000)
-            return messages, MemoryOutcome("degraded")
+            return None, MemoryOutcome("degraded")
         except Exception:  # fail open by design: memory must never fail a chat
             log.exception("recall failed; forwarding without memories")
-            return messages, MemoryOutcome("degraded")
+            return None, MemoryOutcome("degraded")
         if not result.items:
-            return messages, MemoryOutcome("ok")
+            return None, MemoryOutcome("ok")
         block = render_block([item.text for item in result.items])
-        injected = inject(messages, block, self.settings.placement)
-        return injected, MemoryOutcome("ok", len(result.items), self.counter.count(block))
+        return block, MemoryOutcome("ok", len(result.items), self.counter.count(block))
 
     async def complete(self, prepared: PreparedChat) -> dict[str, Any]:
         completion = normalize_completion(await self.upstream.chat(prepared.body, prepared.context))
@@ -137,22 +147,27 @@ class ChatService:
 
     def remember(self, prepared: PreparedChat, capture: ReplyCapture) -> None:
         """Queue the finished turn for the background writer."""
-        if not prepared.identity.mode.writes or not self.settings.write_enabled:
-            return
         user_text = last_user_text(prepared.client_messages) or ""
-        reply = capture.text
+        model = capture.model or prepared.body.get("model")
+        self.remember_turn(prepared.identity, prepared.context, user_text, capture.text, model)
+
+    def remember_turn(
+        self, identity: Identity, context: CallContext, user_text: str, reply: str, model: str | None
+    ) -> None:
+        """Queue one finished turn (plain texts) for the background writer.
+
+        Shared by every protocol front end; never raises.
+        """
+        if not identity.mode.writes or not self.settings.write_enabled:
+            return
         if not user_text and not reply:
             return
         roles = tuple(r for r, t in (("user", user_text), ("assistant", reply)) if t)
-        provenance = Provenance(
-            request_id=prepared.context.request_id,
-            model=capture.model or prepared.body.get("model"),
-            roles=roles,
-        )
+        provenance = Provenance(request_id=context.request_id, model=model, roles=roles)
         try:
-            self.engine.remember_turn(prepared.identity.owner, user_text, reply, provenance)
+            self.engine.remember_turn(identity.owner, user_text, reply, provenance)
         except Exception:  # the reply is already delivered; losing the write is logged
-            log.exception("could not queue the memory write for %s", prepared.context.request_id)
+            log.exception("could not queue the memory write for %s", context.request_id)
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:

@@ -29,6 +29,7 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upstream-model", help="model name sent upstream, overriding the client's")
     parser.add_argument("--upstream-api-key", help="key for the upstream (default: forward the client's)")
     parser.add_argument("--upstream-provider", help="openai | litellm | llamacpp | auto (default)")
+    parser.add_argument("--ollama-base-url", help="the Ollama server behind /api/* (default http://127.0.0.1:11434)")
     parser.add_argument("--log-level")
     parser.set_defaults(handler=_serve)
 
@@ -52,6 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
                 "api_key": args.upstream_api_key,
                 "provider": args.upstream_provider,
             },
+            ollama={"base_url": args.ollama_base_url},
         )
     except (OSError, ValueError) as exc:
         print(f"memproxy: {exc}", file=sys.stderr)

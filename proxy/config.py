@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,8 @@ from pydantic_settings import (
 
 
 class LlamaCppSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     model_path: str | None = None  # default: the packaged Gemma 3 270M, assembled under data_dir/models
     model_alias: str = "gemma-3-270m"
     chat_format: str = "gemma"
@@ -30,6 +32,8 @@ class LlamaCppSettings(BaseModel):
 
 
 class UpstreamSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     # auto: ``openai`` when base_url is set, ``litellm`` when only model is set,
     # else the embedded ``llamacpp`` model.
     provider: str = "auto"
@@ -39,10 +43,26 @@ class UpstreamSettings(BaseModel):
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
     models: list[str] = Field(default_factory=list)  # listed by /v1/models if set
+    # /v1/responses: ``native`` forwards to the upstream's Responses API,
+    # ``bridge`` translates onto chat completions, ``auto`` tries native once
+    # and bridges when the upstream has no Responses endpoint.
+    responses: Literal["auto", "native", "bridge"] = "auto"
     llamacpp: LlamaCppSettings = Field(default_factory=LlamaCppSettings)
 
 
+class OllamaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    """The Ollama server behind memproxy's native ``/api/*`` routes."""
+
+    base_url: str = "http://127.0.0.1:11434"
+    timeout_s: float = 600.0
+    connect_timeout_s: float = 10.0
+
+
 class MemorySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     default_mode: Literal["on", "off", "read", "write"] = "on"
     recall_deadline_ms: int = 200
     token_budget: int = 1024
@@ -70,6 +90,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    ollama: OllamaSettings = Field(default_factory=OllamaSettings)
 
     @classmethod
     def settings_customise_sources(

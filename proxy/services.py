@@ -10,7 +10,10 @@ from adapters.base import Upstream
 from memory.engine import MemoryEngine
 from proxy.chat_service import ChatService
 from proxy.config import Settings
+from proxy.embeddings_service import EmbeddingsService
 from proxy.identity import IdentityResolver
+from proxy.ollama_service import OllamaService
+from proxy.responses_service import ResponsesService
 
 
 @dataclass(slots=True)
@@ -20,6 +23,9 @@ class Services:
     upstream: Upstream
     identity: IdentityResolver
     chat: ChatService
+    responses: ResponsesService
+    embeddings: EmbeddingsService
+    ollama: OllamaService
 
 
 def services(request: Request) -> Services:

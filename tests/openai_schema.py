@@ -56,7 +56,7 @@ def _document() -> dict[str, Any]:
     document = _normalise(yaml.load(raw, Loader=loader))
     _allow_null_stream_finish_reason(document)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(document))
+    cached.write_text(json.dumps(document, default=str))  # the YAML holds a few dates
     return document
 
 

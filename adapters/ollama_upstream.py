@@ -1,0 +1,146 @@
+"""A real Ollama server's native API (``/api/*``), as an httpx client.
+
+Bodies go out and come back as Ollama sends them: the proxy only adds
+memories to requests, so streamed NDJSON lines are handed back one at a time,
+as they arrive, raw bytes and parsed object side by side (the final ``done``
+object with its durations and counts stays byte-for-byte intact).
+
+Errors are :mod:`adapters.errors` exceptions carrying Ollama's own message
+(``{"error": "..."}``) and status; the Ollama routes render them back in
+Ollama's shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from adapters.base import CallContext
+from adapters.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
+DEFAULT_BASE_URL = "http://127.0.0.1:11434"
+
+
+@dataclass(frozen=True, slots=True)
+class NdjsonLine:
+    """One streamed line: the bytes to relay and the object they encode."""
+
+    raw: bytes
+    data: dict[str, Any]
+
+
+class OllamaUpstream:
+    """Ollama's native API at ``base_url``. Safe to call concurrently."""
+
+    name = "ollama"
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        timeout_s: float = 600.0,
+        connect_timeout_s: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        self.client = client or httpx.AsyncClient(timeout=timeout, limits=limits)
+
+    async def get(self, path: str, ctx: CallContext | None = None) -> dict[str, Any]:
+        """``GET /api/<path>`` (tags, version, ps) as a JSON object."""
+        return await self._call("GET", path, None, ctx)
+
+    async def post(self, path: str, body: dict[str, Any], ctx: CallContext | None = None) -> dict[str, Any]:
+        """A non-streaming ``POST /api/<path>`` (chat, generate, show, embed...)."""
+        return await self._call("POST", path, body, ctx)
+
+    async def open_stream(
+        self, path: str, body: dict[str, Any], ctx: CallContext | None = None
+    ) -> AsyncIterator[NdjsonLine]:
+        """Start a streaming ``POST``; raises on an upstream error before any line."""
+        request = self.client.build_request(
+            "POST", f"{self.base_url}{path}", json=body, headers=_headers(ctx)
+        )
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("Ollama did not answer in time.") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"Could not reach Ollama at {self.base_url}: {exc}") from exc
+        if response.status_code >= 400:
+            content = await response.aread()
+            await response.aclose()
+            raise ollama_error(response.status_code, content)
+        return _lines(response)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, ctx: CallContext | None
+    ) -> dict[str, Any]:
+        try:
+            response = await self.client.request(
+                method, f"{self.base_url}{path}", json=body, headers=_headers(ctx)
+            )
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("Ollama did not answer in time.") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"Could not reach Ollama at {self.base_url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise ollama_error(response.status_code, response.content)
+        return _object(response.content)
+
+
+def ollama_error(status: int, content: bytes) -> UpstreamError:
+    """Ollama's ``{"error": "..."}`` (or any body) as an UpstreamError, status kept."""
+    try:
+        error = json.loads(content).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict):  # an OpenAI-style body from something in between
+        error = error.get("message")
+    message = str(error) if error else content.decode("utf-8", "replace").strip()[:500]
+    return UpstreamError(message or f"Ollama error {status}", status=status)
+
+
+async def _lines(response: httpx.Response) -> AsyncIterator[NdjsonLine]:
+    try:
+        async for line in response.aiter_lines():
+            if not line.strip():
+                continue
+            data = _object(line.encode("utf-8"))
+            if "error" in data and len(data) == 1:
+                raise UpstreamError(str(data["error"]), status=502)
+            yield NdjsonLine(line.encode("utf-8"), data)
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout("Ollama stopped sending in time.") from exc
+    except httpx.TransportError as exc:
+        raise UpstreamUnavailable(f"The Ollama stream broke: {exc}") from exc
+    finally:
+        await response.aclose()
+
+
+def _object(content: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(content)
+    except ValueError as exc:
+        raise UpstreamUnavailable("Ollama returned invalid JSON.") from exc
+    if not isinstance(value, dict):
+        raise UpstreamUnavailable("Ollama returned a non-object JSON body.")
+    return value
+
+
+def _headers(ctx: CallContext | None) -> dict[str, str]:
+    if ctx is None:
+        return {}
+    headers = dict(ctx.extra_headers)
+    if ctx.client_api_key:
+        headers["Authorization"] = f"Bearer {ctx.client_api_key}"
+    headers["X-Request-Id"] = ctx.request_id
+    return headers

@@ -1,0 +1,135 @@
+"""Ollama's native API (``/api/*``) — thin adapters over :class:`OllamaService`.
+
+A client configured with ``host="http://127.0.0.1:8000"`` works unchanged.
+Every failure on these routes is answered in Ollama's shape,
+``{"error": "..."}``, with the right status (see :class:`OllamaRoute`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
+
+from adapters.base import CallContext
+from adapters.errors import UpstreamError
+from proxy.errors import ProxyError
+from proxy.ollama_protocol import (
+    OllamaChatRequest,
+    OllamaEmbedRequest,
+    OllamaGenerateRequest,
+    OllamaModelRequest,
+    ollama_error,
+)
+from proxy.ollama_service import PreparedOllama
+from proxy.requests import bearer_token, read_json_object, validate
+from proxy.services import services
+
+log = logging.getLogger("memproxy.ollama")
+
+NDJSON = "application/x-ndjson"
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class OllamaRoute(APIRoute):
+    """Renders every error raised by an ``/api/*`` endpoint as Ollama does."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ProxyError as exc:
+                return ollama_error(exc.status, exc.message)
+            except UpstreamError as exc:
+                return ollama_error(exc.status, exc.message)
+            except RequestValidationError as exc:
+                first = exc.errors()[0] if exc.errors() else {}
+                return ollama_error(400, str(first.get("msg", "invalid request")))
+
+        return route
+
+
+router = APIRouter(route_class=OllamaRoute)
+
+
+@router.post("/api/chat")
+async def chat(request: Request) -> Response:
+    body = await read_json_object(request)
+    validate(OllamaChatRequest, body)
+    svc = services(request)
+    identity = svc.identity.resolve(request.headers, body)
+    prepared = await svc.ollama.prepare_chat(body, identity, _context(request))
+    return await _answer(request, prepared)
+
+
+@router.post("/api/generate")
+async def generate(request: Request) -> Response:
+    body = await read_json_object(request)
+    validate(OllamaGenerateRequest, body)
+    svc = services(request)
+    identity = svc.identity.resolve(request.headers, body)
+    prepared = await svc.ollama.prepare_generate(body, identity, _context(request))
+    return await _answer(request, prepared)
+
+
+@router.get("/api/tags")
+async def tags(request: Request) -> dict[str, Any]:
+    return await services(request).ollama.forward_get("/api/tags", _context(request))
+
+
+@router.get("/api/ps")
+async def ps(request: Request) -> dict[str, Any]:
+    return await services(request).ollama.forward_get("/api/ps", _context(request))
+
+
+@router.get("/api/version")
+async def version(request: Request) -> dict[str, Any]:
+    return await services(request).ollama.forward_get("/api/version", _context(request))
+
+
+@router.post("/api/show")
+async def show(request: Request) -> dict[str, Any]:
+    body = await read_json_object(request)
+    payload = validate(OllamaModelRequest, body)
+    if not (payload.model or payload.name):
+        return ollama_error(400, "model is required")
+    return await services(request).ollama.forward_post("/api/show", body, _context(request))
+
+
+@router.post("/api/embed")
+async def embed(request: Request) -> dict[str, Any]:
+    body = await read_json_object(request)
+    validate(OllamaEmbedRequest, body)
+    return await services(request).ollama.forward_post("/api/embed", body, _context(request))
+
+
+@router.post("/api/embeddings")
+async def embeddings(request: Request) -> dict[str, Any]:
+    body = await read_json_object(request)
+    validate(OllamaEmbedRequest, body)
+    return await services(request).ollama.forward_post("/api/embeddings", body, _context(request))
+
+
+@router.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])
+async def unknown(request: Request, rest: str) -> Response:
+    return ollama_error(404, f"{request.method} {request.url.path} is not served by memproxy")
+
+
+async def _answer(request: Request, prepared: PreparedOllama) -> Response:
+    svc = services(request)
+    headers = prepared.memory.headers()
+    if prepared.streaming:
+        stream = await svc.ollama.stream(prepared)
+        return StreamingResponse(stream, media_type=NDJSON, headers={**STREAM_HEADERS, **headers})
+    return JSONResponse(await svc.ollama.complete(prepared), headers=headers)
+
+
+def _context(request: Request) -> CallContext:
+    return CallContext(request.state.request_id, client_api_key=bearer_token(request))
