@@ -21,8 +21,16 @@ from memory.cube import IdFactory, Kind, MemCube, Owner, Provenance, State, Tier
 from memory.embedder import Embedder
 from memory.errors import InvalidMemory, MemoryNotFound
 from memory.lexcache import LexicalCache
-from memory.recall import RecallResult, Recalled, candidate_count, gather_candidates, pack, rank
+from memory.recall import (
+    RecallResult,
+    Recalled,
+    candidate_count,
+    gather_candidates,
+    pack,
+    rank,
+)
 from memory.render import render_item
+from memory.standing import DomainBridge
 from memory.store import MemoryStore
 from memory.tokens import TokenCounter
 from memory.writer import Turn, TurnWriter, turn_content
@@ -119,6 +127,7 @@ class MemoryEngine:
         self._owns_embedder = owns_embedder
         self._ids = IdFactory()
         self._lexical = LexicalCache(store.all_active)
+        self._bridge = DomainBridge(embedder.embed)
         self.writer = TurnWriter(self._write_turns, maxsize=settings.write_queue_size)
 
     @classmethod
@@ -196,8 +205,10 @@ class MemoryEngine:
             return RecallResult(items=[], tokens=0)
         embedding = (await self.embedder.embed([query]))[0]
         k = candidate_count(max_items)
-        candidates = await gather_candidates(self.store, self._lexical.index(user), user, query, embedding, k)
-        ranked = rank(candidates, self.settings.min_score)
+        owner_index = await self._lexical.index(user)
+        candidates = await gather_candidates(self.store, owner_index, user, query, embedding, k)
+        bridged = await self._bridge.scores(embedding, list(owner_index.cubes.values()), self.settings.min_score)
+        ranked = rank(candidates, self.settings.min_score, bridged)
         return pack(ranked, budget, max_items, self.counter.count)
 
     async def list(

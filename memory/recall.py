@@ -37,8 +37,7 @@ Then:
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -99,10 +98,17 @@ def _sort_key(item: tuple[MemCube, float]) -> tuple[float, float, str]:
     return (-score, -recency(cube).timestamp(), cube.id)
 
 
-def rank(candidates: Sequence[Candidate], min_score: float) -> list[tuple[MemCube, float]]:
-    """Floor, order, and near-duplicate suppression."""
-    scored = [(c.cube, c.score) for c in candidates if c.score >= min_score]
-    scored.sort(key=_sort_key)
+def rank(
+    candidates: Sequence[Candidate],
+    min_score: float,
+    extra: Sequence[tuple[MemCube, float]] = (),
+) -> list[tuple[MemCube, float]]:
+    """Floor, order, and near-duplicate suppression.
+
+    ``extra`` are already-scored memories recalled by another route (standing
+    facts); each memory keeps its best score.
+    """
+    scored = merge_best([(c.cube, c.score) for c in candidates if c.score >= min_score], extra)
     kept: list[tuple[MemCube, float, frozenset[str]]] = []
     for cube, score in scored:
         words = frozenset(tokenize(cube.content))
@@ -144,12 +150,22 @@ def pack(
     return RecallResult(items=items, tokens=used)
 
 
+def merge_best(
+    scored: Sequence[tuple[MemCube, float]], extra: Sequence[tuple[MemCube, float]]
+) -> list[tuple[MemCube, float]]:
+    """Union of two scored lists, each memory at its best score, in rank order."""
+    best = {cube.id: (cube, score) for cube, score in scored}
+    for cube, score in extra:
+        if cube.id not in best or best[cube.id][1] < score:
+            best[cube.id] = (cube, score)
+    return sorted(best.values(), key=_sort_key)
+
+
 async def gather_candidates(
-    store: MemoryStore, index: Awaitable[OwnerIndex], user: str, query: str, embedding: np.ndarray, k: int
+    store: MemoryStore, owner_index: OwnerIndex, user: str, query: str, embedding: np.ndarray, k: int
 ) -> list[Candidate]:
-    """Top-k dense hits from the store plus top-k lexical hits from the index
-    (the two lookups run concurrently)."""
-    dense, owner_index = await asyncio.gather(store.query(user, embedding, k), index)
+    """Top-k dense hits from the store plus top-k lexical hits from the owner's index."""
+    dense = await store.query(user, embedding, k)
     lexical = owner_index.bm25.scores(query)
     top_lexical = sorted(lexical, key=lexical.__getitem__, reverse=True)[:k]
     cosines = {cube.id: cos for cube, cos in dense}

@@ -7,6 +7,7 @@ closes them at shutdown, draining queued memory writes first.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from proxy.services import Services
 log = logging.getLogger("memproxy")
 
 VERSION = "0.1.0"
+WARMUP_TIMEOUT_S = 10.0
 
 
 def create_app(
@@ -82,10 +84,12 @@ async def build_services(
     if upstream is None:
         registry = registry or UpstreamRegistry.from_entry_points()
         upstream = registry.create(settings.resolved_provider(), settings.upstream, data_dir)
+    counter = TokenCounter()
+    await _warm_memory(engine, counter)
     chat_service = ChatService(
         upstream,
         engine,
-        TokenCounter(),
+        counter,
         settings.memory,
         model_override=settings.upstream.model if settings.resolved_provider() == "openai" else None,
     )
@@ -102,6 +106,19 @@ async def build_services(
     return Services(
         settings, engine, upstream, resolver, chat_service, responses, EmbeddingsService(upstream), ollama
     )
+
+
+async def _warm_memory(engine: MemoryEngine, counter: TokenCounter) -> None:
+    """Load the tokenizer and connect the store now, so the first recall is fast.
+
+    A store that is down is logged, not fatal: chat fails open without it.
+    """
+    counter.count("warm up")
+    try:
+        await asyncio.wait_for(engine.ping(), timeout=WARMUP_TIMEOUT_S)
+        await asyncio.wait_for(engine.search("memproxy:warmup", "warm up"), timeout=WARMUP_TIMEOUT_S)
+    except Exception as exc:  # startup must not fail on memory; recall reports degraded
+        log.warning("memory store not ready at startup (%s: %s); chat will fail open", type(exc).__name__, exc)
 
 
 async def _close(svc: Services, *, owns_engine: bool, owns_upstream: bool) -> None:

@@ -59,8 +59,14 @@ def make_proxy(tmp_path: Path, embedder: Any, upstream_url: str) -> Iterator[Pro
 
     def factory(**overrides: Any) -> ServerThread:
         upstream_overrides = {"base_url": upstream_url, "provider": "openai", **overrides.pop("upstream", {})}
+        # Tests check behaviour, not speed: a generous recall deadline keeps a
+        # loaded CI machine from turning recalls into "degraded" at random.
+        memory_overrides = {"recall_deadline_ms": 10_000, **overrides.pop("memory", {})}
         settings = load_settings(
-            data_dir=str(tmp_path / f"data{len(servers)}"), upstream=upstream_overrides, **overrides
+            data_dir=str(tmp_path / f"data{len(servers)}"),
+            upstream=upstream_overrides,
+            memory=memory_overrides,
+            **overrides,
         )
         server = ServerThread(create_app(settings, embedder=embedder)).start()
         servers.append(server)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from memory_helpers import MIN_SCORE, ChromaServer, EngineFactory, chroma_binary
+from tests.memory.memory_helpers import MIN_SCORE, ChromaServer, EngineFactory, chroma_binary
 
 from memory.embedder import Embedder
 from memory.engine import MemoryEngine

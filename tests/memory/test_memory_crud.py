@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from memory_helpers import EngineFactory, run
+from tests.memory.memory_helpers import EngineFactory, run
 
 from memory.cube import Owner, Provenance, owner_key
 from memory.engine import MemoryPatch, NewMemory

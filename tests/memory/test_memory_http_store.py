@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from memory_helpers import ChromaServer, EngineFactory, run
+from tests.memory.memory_helpers import ChromaServer, EngineFactory, run
 
 from memory.cube import Owner
 from memory.engine import NewMemory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from memory_helpers import EngineFactory, run
+from tests.memory.memory_helpers import EngineFactory, run
 
 from memory.cube import Owner
 from memory.engine import NewMemory

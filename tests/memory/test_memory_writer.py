@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 import pytest
-from memory_helpers import EngineFactory, run
+from tests.memory.memory_helpers import EngineFactory, run
 
 from memory.cube import Owner, Provenance
 from memory.render import BLOCK_CLOSE, BLOCK_OPEN, strip_injected
