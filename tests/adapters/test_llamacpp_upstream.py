@@ -288,3 +288,16 @@ def test_build_kwargs_maps_openai_fields() -> None:
     assert build_kwargs({"messages": [{"role": "user", "content": "hi"}]}, settings)["max_tokens"] == 99
     with pytest.raises(UpstreamError):
         build_kwargs({"messages": []}, settings)
+
+
+def test_aclose_ends_a_running_stream(data_dir: Path) -> None:
+    async def run() -> None:
+        up = create(UpstreamSettings(), data_dir)
+        stream = await up.open_stream(body(max_tokens=1000, temperature=0), CTX)
+        await stream.__anext__()
+        await up.aclose()
+        with pytest.raises(UpstreamUnavailable):
+            async for _ in stream:
+                pass
+
+    asyncio.run(asyncio.wait_for(run(), timeout=30))
