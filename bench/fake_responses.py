@@ -18,6 +18,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 EMBEDDING_DIMENSIONS = 8
+USAGE = {
+    "input_tokens": 12,
+    "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+    "output_tokens": 5,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 17,
+}
 
 
 def response_reply(body: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
@@ -51,17 +58,9 @@ def response_object(body: dict[str, Any], status: str, output: list[dict[str, An
         "tools": body.get("tools") or [],
         "top_p": body.get("top_p", 1.0),
         "truncation": "disabled",
-        "usage": {
-            "input_tokens": 12,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": 5,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": 17,
-        }
-        if usage
-        else None,
-        "user": body.get("user"),
         "metadata": body.get("metadata") or {},
+        **({"user": body["user"]} if body.get("user") else {}),
+        **({"usage": USAGE} if usage else {}),
     }
 
 

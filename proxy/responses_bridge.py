@@ -210,9 +210,8 @@ def skeleton(request: dict[str, Any], response_id: str, created_at: int, model: 
         "tools": request.get("tools") or [],
         "top_p": request.get("top_p", 1.0),
         "truncation": "disabled",
-        "usage": None,
-        "user": request.get("user"),
         "metadata": request.get("metadata") or {},
+        **({"user": request["user"]} if request.get("user") else {}),
     }
 
 
@@ -265,19 +264,18 @@ def _finish(response: dict[str, Any], finish_reason: str | None, usage: dict[str
     else:
         response["status"] = "completed"
         response["completed_at"] = int(time.time())
-    response["usage"] = _usage(usage)
+    if usage:
+        response["usage"] = _usage(usage)
 
 
-def _usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not usage:
-        return None
+def _usage(usage: dict[str, Any]) -> dict[str, Any]:
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
     cached = int(((usage.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0)
     reasoning = int(((usage.get("completion_tokens_details") or {}).get("reasoning_tokens")) or 0)
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": int(usage.get("total_tokens") or prompt + completion),
