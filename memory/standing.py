@@ -27,16 +27,23 @@ import numpy as np
 
 from memory.cube import MemCube
 
-DOMAIN_ANCHORS = (
-    "food, meals, cooking, recipes, restaurants, diet and food allergies",
-    "health, illness, medicine, doctors and allergies",
-    "travel, trips, flights, holidays and places to visit",
-    "work, job, career and office",
-    "family, partner, children and relatives",
-    "pets and animals",
-    "sports, fitness and exercise",
-    "home, house and where someone lives",
+# Life domains, each described by a few phrases; a text's lean into a domain
+# is its best cosine with any of the domain's phrases.
+DOMAINS: tuple[tuple[str, ...], ...] = (
+    (
+        "food, meals, cooking, recipes, restaurants, diet and food allergies",
+        "ideas for what to cook or eat",
+    ),
+    ("health, illness, medicine, doctors and allergies",),
+    ("travel, trips, flights, holidays and places to visit",),
+    ("work, job, career and office",),
+    ("family, partner, children and relatives",),
+    ("pets and animals",),
+    ("sports, fitness and exercise",),
+    ("home, house and where someone lives",),
 )
+DOMAIN_ANCHORS = tuple(phrase for domain in DOMAINS for phrase in domain)
+_DOMAIN_STARTS = np.cumsum([0] + [len(d) for d in DOMAINS[:-1]])
 DOMAIN_FLOOR = 0.25
 BRIDGE_MARGIN = 0.01
 MAX_CACHED_PROFILES = 100_000
@@ -74,6 +81,11 @@ def is_standing(cube: MemCube) -> bool:
     return bool(STANDING_PATTERNS.search(user_side(cube.content)))
 
 
+def domain_lean(phrase_scores: np.ndarray) -> np.ndarray:
+    """Per-domain lean from per-phrase cosines: the best phrase of each domain."""
+    return np.maximum.reduceat(phrase_scores, _DOMAIN_STARTS)
+
+
 class DomainBridge:
     """Scores standing facts against a query by shared life domain."""
 
@@ -92,7 +104,7 @@ class DomainBridge:
     ) -> list[tuple[MemCube, float]]:
         """Standing facts among ``cubes`` that share a domain with the query."""
         anchors = await self._anchor_matrix()
-        query_domains = anchors @ query_vector
+        query_domains = domain_lean(anchors @ query_vector)
         if float(query_domains.max()) < DOMAIN_FLOOR:
             return []
         standing = [c for c in cubes if is_standing(c)]
@@ -115,5 +127,5 @@ class DomainBridge:
         if missing:
             vectors = await self._embed([user_side(c.content) for c in missing])
             for cube, vector in zip(missing, vectors, strict=True):
-                self._profiles[(cube.id, cube.version)] = anchors @ vector
+                self._profiles[(cube.id, cube.version)] = domain_lean(anchors @ vector)
         return {(c.id, c.version): self._profiles[(c.id, c.version)] for c in cubes}

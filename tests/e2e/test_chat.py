@@ -346,3 +346,21 @@ def test_multipart_user_content_is_accepted(proxy, upstream, content):
         model="fake-model", messages=[{"role": "user", "content": content}]
     )
     assert completion.choices[0].message.content.startswith("Echo: ")
+
+
+def test_litellm_upstream_end_to_end(make_proxy, upstream):
+    """The same drop-in behaviour with litellm as the upstream (``openai/<model>`` + base_url)."""
+    proxy = make_proxy(upstream={"provider": "litellm"})
+    client = client_for(proxy, "lin")
+    client.chat.completions.create(model="openai/fake-model", messages=[{"role": "user", "content": "I'm allergic to shellfish."}])
+    wait_for_memories(proxy.url, "lin", 1)
+    completion = client.chat.completions.create(
+        model="openai/fake-model", messages=[{"role": "user", "content": "Any dinner ideas for tonight?"}]
+    )
+    assert completion.choices[0].message.content.startswith("Echo: ")
+    assert "shellfish" in upstream_prompt(upstream.chat_requests()[-1])
+    stream = client.chat.completions.create(
+        model="openai/fake-model", messages=[{"role": "user", "content": "one two"}], stream=True, tools=TOOLS
+    )
+    names = "".join(c.choices[0].delta.tool_calls[0].function.name or "" for c in stream if c.choices and c.choices[0].delta.tool_calls)
+    assert names == "get_weather"
