@@ -22,6 +22,10 @@ class CallContext:
     # The client's bearer token, forwarded when no upstream key is configured.
     client_api_key: str | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # The stable [system + core memory] prefix of this request, for upstreams
+    # that can reuse its KV state (``adapters.kvcache.Activation``); they
+    # report ``hit`` / ``miss`` in it. None: no core memories.
+    activation: Any = None
 
 
 @runtime_checkable

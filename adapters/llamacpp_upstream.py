@@ -66,6 +66,7 @@ from typing import Any, TypeVar
 
 from adapters.base import CallContext
 from adapters.errors import UpstreamError, UpstreamUnavailable
+from adapters.kvcache import Activation, KVCache, KVEntry, cache_key, common_prefix, model_fingerprint, restore, snapshot
 from adapters.normalize import dedupe_tool_call_deltas, normalize_chunk, normalize_completion
 from proxy.config import LlamaCppSettings, UpstreamSettings
 
@@ -101,6 +102,8 @@ class LlamaCppUpstream:
             max_workers=1, thread_name_prefix="llamacpp"
         )
         self._llama: Any = None  # touched only on the worker thread
+        self._kv: KVCache | None = None  # created with the model, on the worker thread
+        self._fingerprint = ""
         self._closed = False
         self._live_streams: set[threading.Event] = set()
         self.load_seconds: float | None = None
@@ -115,7 +118,7 @@ class LlamaCppUpstream:
         """One completion. A call cancelled while queued never runs; one
         cancelled while generating runs to its end (at most ``max_tokens``)."""
         kwargs = build_kwargs(body, self.llama_settings)
-        raw = await self._on_worker(self._complete, kwargs)
+        raw = await self._on_worker(self._complete, kwargs, _activation(ctx))
         return normalize_completion(raw, model=_reported_model(body, self.llama_settings))
 
     async def open_stream(
@@ -126,7 +129,7 @@ class LlamaCppUpstream:
         sink = _ChunkSink(asyncio.get_running_loop())
         self._live_streams.add(sink.cancelled)
         try:
-            job = self._executor.submit(self._stream_worker, kwargs, sink)
+            job = self._executor.submit(self._stream_worker, kwargs, sink, _activation(ctx))
             job.add_done_callback(sink.fail_if_cancelled)
             first = await sink.next()
         except BaseException:
@@ -174,11 +177,69 @@ class LlamaCppUpstream:
         if self._closed:
             raise _shut_down()
 
-    def _complete(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _complete(self, kwargs: dict[str, Any], activation: Activation | None = None) -> dict[str, Any]:
         llama = self._model()
+        self._prepare_prefix(llama, kwargs, activation)
         return llama.create_chat_completion(**kwargs, stream=False)
 
-    def _stream_worker(self, kwargs: dict[str, Any], sink: _ChunkSink) -> None:
+    def _prepare_prefix(self, llama: Any, kwargs: dict[str, Any], activation: Activation | None) -> None:
+        """Worker thread: make ``llama``'s context hold the KV of the stable prefix.
+
+        On a hit the cached state is restored (unless the context already
+        holds it); on a miss the prefix is evaluated and its state kept. Either
+        way llama-cpp-python's own prefix match in ``generate`` then prefills
+        only the tokens after it, so the generated tokens are those of a cold
+        prefill of the same prompt.
+        """
+        if activation is None:
+            return
+        activation.kv = "off"
+        if self._kv is None or not activation.marker:
+            return
+        prefix = self._prefix_text(kwargs, activation.marker)
+        if prefix is None:
+            return
+        text, add_bos = prefix
+        tokens = llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        if len(tokens) >= llama.n_ctx():
+            return
+        key = cache_key(self._fingerprint, activation.owner, activation.core_version, self.llama_settings.chat_format, text)
+        self._kv.observe(activation.owner, activation.core_version)
+        activation.prefix_tokens = len(tokens)
+        entry = self._kv.get(key, activation.owner, activation.core_version)
+        if entry is not None and list(entry.tokens) == tokens:
+            if common_prefix(llama.input_ids[: llama.n_tokens], tokens) == len(tokens):
+                activation.restore_ms = 0.0
+            else:
+                activation.restore_ms = restore(llama, entry)
+            activation.kv = "hit"
+            return
+        shared = common_prefix(llama.input_ids[: llama.n_tokens], tokens)
+        llama.n_tokens = min(shared, len(tokens))
+        if shared < len(tokens):
+            llama.eval(tokens[shared:])
+        else:
+            llama._ctx.kv_cache_seq_rm(-1, len(tokens), -1)
+        ids, state = snapshot(llama)
+        self._kv.put(KVEntry(key, activation.owner, activation.core_version, ids, state))
+        activation.kv = "miss"
+
+    def _prefix_text(self, kwargs: dict[str, Any], marker: str) -> tuple[str, bool] | None:
+        """The formatted prompt up to the end of ``marker``, and whether BOS is added."""
+        from llama_cpp import llama_chat_format
+
+        formatter = getattr(llama_chat_format, f"format_{self.llama_settings.chat_format}", None)
+        if formatter is None:
+            return None
+        result = formatter(messages=kwargs["messages"])
+        cut = result.prompt.find(marker)
+        if cut < 0:
+            return None
+        return result.prompt[: cut + len(marker)], not result.added_special
+
+    def _stream_worker(
+        self, kwargs: dict[str, Any], sink: _ChunkSink, activation: Activation | None = None
+    ) -> None:
         """Runs on the worker thread; every outcome is handed to ``sink``.
 
         A stopped stream (client gone, or :meth:`aclose`) still gets a final
@@ -189,6 +250,7 @@ class LlamaCppUpstream:
             return
         try:
             llama = self._model()
+            self._prepare_prefix(llama, kwargs, activation)
             text: list[str] = []
             chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(**kwargs, stream=True)
             try:
@@ -217,6 +279,10 @@ class LlamaCppUpstream:
             started = time.perf_counter()
             path = resolve_model_path(self.llama_settings, self.data_dir)
             self._llama = _load_llama(path, self.llama_settings)
+            if self.llama_settings.kv_cache:
+                self._fingerprint = model_fingerprint(path, self.llama_settings.n_ctx, self.llama_settings.chat_format)
+                directory = self.data_dir / "kvcache" if self.llama_settings.kv_cache_disk else None
+                self._kv = KVCache(self.llama_settings.kv_cache_ram_mb * 1024 * 1024, directory)
             self.load_seconds = time.perf_counter() - started
             log.info("loaded %s in %.2fs", path, self.load_seconds)
         return self._llama
@@ -434,6 +500,11 @@ def content_text(content: Any) -> str:
                 parts.append(part["text"])
         return "\n".join(parts)
     return str(content)
+
+
+def _activation(ctx: CallContext) -> Activation | None:
+    activation = getattr(ctx, "activation", None)
+    return activation if isinstance(activation, Activation) else None
 
 
 def _include_usage(body: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ in step, runs hybrid recall, and owns the background turn writer.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from memory.recall import (
 )
 from memory.render import render_item
 from memory.standing import DomainBridge
+from memory.scheduler import MemScheduler, RecallLog
 from memory.store import MemoryStore
 from memory.tokens import TokenCounter
 from memory.writer import Turn, TurnWriter, turn_content
@@ -38,7 +40,7 @@ from memory.writer import Turn, TurnWriter, turn_content
 if TYPE_CHECKING:
     from proxy.config import MemorySettings
 
-__all__ = ["MemoryEngine", "MemoryPatch", "NewMemory", "Page", "RecallResult", "Recalled"]
+__all__ = ["CoreSet", "MemoryEngine", "MemoryPatch", "NewMemory", "Page", "RecallResult", "Recalled"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,37 @@ class MemoryPatch:  # None = unchanged
 class Page:
     items: list[MemCube]
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSet:
+    """An owner's core memories as injected: stable order, within the cap.
+
+    ``version`` changes whenever the set (ids, versions, contents) changes;
+    activation caches are keyed by it.
+    """
+
+    items: list[MemCube]
+    version: str
+    tokens: int
+
+    @property
+    def texts(self) -> list[str]:
+        return [render_item(c) for c in self.items]
+
+
+EMPTY_CORE_VERSION = "0"
+CORE_PAGE = 500
+
+
+def core_version(cubes: Sequence[MemCube]) -> str:
+    """A short digest of a core set; the same set always gives the same version."""
+    if not cubes:
+        return EMPTY_CORE_VERSION
+    h = hashlib.sha256()
+    for cube in cubes:
+        h.update(f"{cube.id}\0{cube.version}\0{render_item(cube)}\n".encode("utf-8"))
+    return h.hexdigest()[:16]
 
 
 def _content(text: str | None) -> str:
@@ -129,6 +162,9 @@ class MemoryEngine:
         self._lexical = LexicalCache(store.all_active)
         self._bridge = DomainBridge(embedder.embed)
         self.writer = TurnWriter(self._write_turns, maxsize=settings.write_queue_size)
+        self._core: dict[str, CoreSet] = {}  # user -> cached core set (dropped on any change)
+        self.recalls = RecallLog()
+        self.scheduler = MemScheduler(self, settings.scheduler)
 
     @classmethod
     async def open(
@@ -183,6 +219,8 @@ class MemoryEngine:
             return []
         embeddings = await self._embed([c.content for c in cubes])
         await self.store.add(cubes, embeddings)
+        for user in {c.owner.user for c in cubes if c.tier == Tier.CORE.value}:
+            self.invalidate_core(user)
         self._lexical.upsert(cubes)
         return cubes
 
@@ -209,7 +247,40 @@ class MemoryEngine:
         candidates = await gather_candidates(self.store, owner_index, user, query, embedding, k)
         bridged = await self._bridge.scores(embedding, list(owner_index.cubes.values()), self.settings.min_score)
         ranked = rank(candidates, self.settings.min_score, bridged)
+        self.recalls.note(user, [c.id for c, _ in ranked[:max_items]])  # the scheduler's evidence
+        ranked = [(c, s) for c, s in ranked if c.tier != Tier.CORE.value]  # core is injected anyway
         return pack(ranked, budget, max_items, self.counter.count)
+
+    async def core(self, user: str) -> CoreSet:
+        """``user``'s core memories: active, oldest first, packed into
+        ``memory.core_token_budget`` (in order; one that does not fit is skipped)."""
+        cached = self._core.get(user)
+        if cached is not None:
+            return cached
+        cubes: list[MemCube] = []
+        after: str | None = None
+        while True:
+            page, more = await self.store.list(user, CORE_PAGE, after, Tier.CORE.value)
+            cubes.extend(c for c in page if c.state == State.ACTIVE.value)
+            if not more or not page:
+                break
+            after = page[-1].id
+        cubes.sort(key=lambda c: c.id)
+        budget = self.settings.core_token_budget
+        kept: list[MemCube] = []
+        used = 0
+        for cube in cubes:
+            tokens = cube.tokens if cube.tokens > 0 else self.counter.count(render_item(cube))
+            if used + tokens > budget:
+                continue
+            kept.append(cube)
+            used += tokens
+        core = CoreSet(kept, core_version(kept), used)
+        self._core[user] = core
+        return core
+
+    def invalidate_core(self, user: str) -> None:
+        self._core.pop(user, None)
 
     async def list(
         self, user: str, *, limit: int = 20, after: str | None = None, tier: str | None = None
@@ -252,6 +323,8 @@ class MemoryEngine:
         if updated.content != cube.content:
             embedding = (await self.embedder.embed([updated.content]))[0]
         await self.store.update(updated, embedding)
+        if Tier.CORE.value in (cube.tier, updated.tier):
+            self.invalidate_core(cube.owner.user)
         self._lexical.upsert([updated])
         return updated
 
@@ -260,12 +333,14 @@ class MemoryEngine:
         if not await self.store.delete(memory_id):
             raise MemoryNotFound(memory_id)
         self._lexical.remove(cube.owner.user, memory_id)
+        self.invalidate_core(cube.owner.user)
 
     async def forget(self, user: str) -> int:
         """Delete every memory of ``user`` (turns already queued included)."""
         await self.writer.flush()
         count = await self.store.delete_owner(user)
         self._lexical.drop(user)
+        self.invalidate_core(user)
         return count
 
     async def ping(self) -> None:
@@ -298,6 +373,7 @@ class MemoryEngine:
         await self.writer.flush()
 
     async def aclose(self) -> None:
+        await self.scheduler.aclose()
         await self.writer.aclose()
         await self.store.aclose()
         if self._owns_embedder:

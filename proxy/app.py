@@ -86,6 +86,8 @@ async def build_services(
         upstream = registry.create(settings.resolved_provider(), settings.upstream, data_dir)
     counter = TokenCounter()
     await _warm_memory(engine, counter)
+    await _warm_upstream(upstream)
+    engine.scheduler.start()
     chat_service = ChatService(
         upstream,
         engine,
@@ -121,8 +123,20 @@ async def _warm_memory(engine: MemoryEngine, counter: TokenCounter) -> None:
         log.warning("memory store not ready at startup (%s: %s); chat will fail open", type(exc).__name__, exc)
 
 
+async def _warm_upstream(upstream: Upstream) -> None:
+    """Load a local model (or a slow-to-import SDK) before the first request."""
+    warmup = getattr(upstream, "warmup", None)
+    if warmup is None:
+        return
+    try:
+        await warmup()
+    except Exception as exc:  # a broken backend reports on its first request instead
+        log.warning("upstream %s failed to warm up (%s: %s)", upstream.name, type(exc).__name__, exc)
+
+
 async def _close(svc: Services, *, owns_engine: bool, owns_upstream: bool) -> None:
     await svc.ollama.client.aclose()
+    await svc.engine.scheduler.aclose()
     if owns_engine:
         await svc.engine.aclose()
     else:

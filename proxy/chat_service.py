@@ -9,6 +9,7 @@ reply is complete; failed upstream calls write nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -24,7 +25,8 @@ from memory.tokens import TokenCounter
 from proxy.capture import ReplyCapture
 from proxy.config import MemorySettings
 from proxy.identity import Identity
-from proxy.injection import inject, last_user_text, recall_query, render_block
+from adapters.kvcache import Activation
+from proxy.injection import inject_blocks, last_user_text, recall_query, render_block, render_core_block
 
 log = logging.getLogger("memproxy.chat")
 
@@ -36,13 +38,30 @@ class MemoryOutcome:
     status: str  # ok | off | degraded
     recalled: int = 0
     tokens: int = 0
+    core: int = 0
 
     def headers(self) -> dict[str, str]:
         return {
             "X-Memory-Status": self.status,
             "X-Memory-Recalled": str(self.recalled),
             "X-Memory-Tokens": str(self.tokens),
+            "X-Memory-Core": str(self.core),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryBlocks:
+    """The rendered memory of one request: the core block (stable, first) and
+    the recalled block (per request), either possibly None."""
+
+    core: str | None
+    core_version: str | None
+    recalled: str | None
+    outcome: MemoryOutcome
+
+    def joined(self) -> str | None:
+        parts = [b for b in (self.core, self.recalled) if b]
+        return "\n\n".join(parts) if parts else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +71,12 @@ class PreparedChat:
     identity: Identity
     context: CallContext
     memory: MemoryOutcome
+
+    def headers(self) -> dict[str, str]:
+        """``X-Memory-*`` headers; ``X-Memory-KV`` is known once the upstream started."""
+        activation = self.context.activation
+        kv = activation.kv if isinstance(activation, Activation) else "off"
+        return {**self.memory.headers(), "X-Memory-KV": kv}
 
 
 class ChatService:
@@ -71,47 +96,59 @@ class ChatService:
 
     async def prepare(self, body: dict[str, Any], identity: Identity, context: CallContext) -> PreparedChat:
         messages = body["messages"]
-        upstream_messages, outcome = await self.recall(messages, identity)
+        blocks = await self.memory_blocks(recall_query(messages), identity)
+        upstream_messages = inject_blocks(messages, blocks.core, blocks.recalled, self.settings.placement)
+        if blocks.core and blocks.core_version is not None:
+            activation = Activation(identity.owner.user, blocks.core_version, blocks.core)
+            context = dataclasses.replace(context, activation=activation)
         forwarded = {**body, "messages": upstream_messages}
         if self.model_override:
             forwarded["model"] = self.model_override
-        return PreparedChat(forwarded, messages, identity, context, outcome)
+        return PreparedChat(forwarded, messages, identity, context, blocks.outcome)
 
     async def recall(
         self, messages: list[dict[str, Any]], identity: Identity
     ) -> tuple[list[dict[str, Any]], MemoryOutcome]:
         """``messages`` with the recalled memory block injected (a copy), and the outcome."""
-        block, outcome = await self.recall_block(recall_query(messages), identity)
-        if block is None:
-            return messages, outcome
-        return inject(messages, block, self.settings.placement), outcome
+        blocks = await self.memory_blocks(recall_query(messages), identity)
+        return inject_blocks(messages, blocks.core, blocks.recalled, self.settings.placement), blocks.outcome
 
     async def recall_block(self, query: str, identity: Identity) -> tuple[str | None, MemoryOutcome]:
-        """The rendered memory block for ``query`` (None when nothing is recalled).
+        """The rendered memory (core block first, then recalled; None when empty).
 
         Shared by every protocol front end (chat completions, Responses,
         Ollama); each places the block in its own request shape.
         """
+        blocks = await self.memory_blocks(query, identity)
+        return blocks.joined(), blocks.outcome
+
+    async def memory_blocks(self, query: str, identity: Identity) -> MemoryBlocks:
+        """The owner's core block and the block recalled for ``query``, under the deadline."""
         if not identity.mode.reads:
             status = "off" if not identity.mode.writes else "ok"
-            return None, MemoryOutcome(status)
-        if not query:
-            return None, MemoryOutcome("ok")
+            return MemoryBlocks(None, None, None, MemoryOutcome(status))
+        user = identity.owner.user
         deadline = self.settings.recall_deadline_ms / 1000
+
+        async def recalled() -> Any:
+            return await self.engine.search(user, query) if query else None
+
         try:
-            result = await asyncio.wait_for(
-                self.engine.search(identity.owner.user, query), timeout=deadline
+            core, result = await asyncio.wait_for(
+                asyncio.gather(self.engine.core(user), recalled()), timeout=deadline
             )
         except TimeoutError:
             log.warning("recall missed its %.0f ms deadline; forwarding without memories", deadline * 1000)
-            return None, MemoryOutcome("degraded")
+            return MemoryBlocks(None, None, None, MemoryOutcome("degraded"))
         except Exception:  # fail open by design: memory must never fail a chat
             log.exception("recall failed; forwarding without memories")
-            return None, MemoryOutcome("degraded")
-        if not result.items:
-            return None, MemoryOutcome("ok")
-        block = render_block([item.text for item in result.items])
-        return block, MemoryOutcome("ok", len(result.items), self.counter.count(block))
+            return MemoryBlocks(None, None, None, MemoryOutcome("degraded"))
+        core_block = render_core_block(core.texts) if core.items else None
+        items = result.items if result is not None else []
+        recalled_block = render_block([item.text for item in items]) if items else None
+        tokens = sum(self.counter.count(b) for b in (core_block, recalled_block) if b)
+        outcome = MemoryOutcome("ok", len(items), tokens, len(core.items))
+        return MemoryBlocks(core_block, core.version if core_block else None, recalled_block, outcome)
 
     async def complete(self, prepared: PreparedChat) -> dict[str, Any]:
         completion = normalize_completion(await self.upstream.chat(prepared.body, prepared.context))

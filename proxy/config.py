@@ -29,6 +29,9 @@ class LlamaCppSettings(BaseModel):
     n_ctx: int = 8192
     n_threads: int | None = None
     max_tokens: int = 256  # default completion length when the client sends none
+    kv_cache: bool = True  # activation memory: reuse the KV state of [system + core memories]
+    kv_cache_ram_mb: int = 1024  # RAM LRU cap for prefix KV states
+    kv_cache_disk: bool = True  # also keep them under data_dir/kvcache
 
 
 class UpstreamSettings(BaseModel):
@@ -60,6 +63,19 @@ class OllamaSettings(BaseModel):
     connect_timeout_s: float = 10.0
 
 
+class SchedulerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    """The MemScheduler's policy (see memory/scheduler.py)."""
+
+    enabled: bool = True
+    interval_s: float = 60.0  # seconds between passes
+    window_requests: int = 20  # recent recalls per owner considered for promotion
+    promote_min_recalls: int = 5  # recalled in at least this many of them -> core (within the cap)
+    demote_idle_s: float = 604_800.0  # a promoted core memory not recalled for this long -> recall
+    episodic_ttl_s: float = 0.0  # archive episodic turns older than this; 0: never
+
+
 class MemorySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -75,6 +91,8 @@ class MemorySettings(BaseModel):
     chroma_path: str | None = None  # default: <data_dir>/chroma
     chroma_url: str | None = None  # a Chroma server (``chroma run``) instead of the embedded store
     write_queue_size: int = 10_000
+    core_token_budget: int = 1024  # most tokens (cl100k) of core memories injected on every request
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
 
 class Settings(BaseSettings):

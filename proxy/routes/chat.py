@@ -23,11 +23,10 @@ async def chat_completions(request: Request) -> Response:
     identity = svc.identity.resolve(request.headers, body)
     context = CallContext(request.state.request_id, client_api_key=bearer_token(request))
     prepared = await svc.chat.prepare(body, identity, context)
-    headers = prepared.memory.headers()
     if body.get("stream"):
         stream = await svc.chat.stream(prepared)
         return StreamingResponse(
-            stream, media_type="text/event-stream", headers={**STREAM_HEADERS, **headers}
+            stream, media_type="text/event-stream", headers={**STREAM_HEADERS, **prepared.headers()}
         )
     completion = await svc.chat.complete(prepared)
-    return JSONResponse(completion, headers=headers)
+    return JSONResponse(completion, headers=prepared.headers())

@@ -51,15 +51,26 @@ async def list_memories(
     after: str | None = None,
     tier: str | None = None,
 ) -> dict[str, Any]:
-    page = await services(request).engine.list(user, limit=limit, after=after, tier=tier)
+    engine = services(request).engine
+    page = await engine.list(user, limit=limit, after=after, tier=tier)
     data = [c.to_dict() for c in page.items]
-    return {
+    out: dict[str, Any] = {
         "object": "list",
         "data": data,
         "first_id": data[0]["id"] if data else None,
         "last_id": data[-1]["id"] if data else None,
         "has_more": page.has_more,
     }
+    if tier == "core":  # what is injected (within the cap), its version, and the scheduler's moves
+        core = await engine.core(user)
+        out["core"] = {
+            "version": core.version,
+            "tokens": core.tokens,
+            "token_budget": engine.settings.core_token_budget,
+            "injected_ids": [c.id for c in core.items],
+            "decisions": [d.to_dict() for d in engine.scheduler.decisions(user)],
+        }
+    return out
 
 
 @router.get("/v1/memories/{memory_id}")

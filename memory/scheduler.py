@@ -1,0 +1,202 @@
+"""The MemScheduler: moves memories between tiers in the background.
+
+Evidence: every recall notes which memories ranked for the request
+(:class:`RecallLog`; core memories count too — they rank even though they
+are injected anyway — so "still useful" is measurable for them).
+
+Policy (``memory.scheduler`` in the config), per owner seen since start:
+
+* **promote** a ``recall``-tier memory into ``core`` when it ranked in at
+  least ``promote_min_recalls`` of the owner's last ``window_requests``
+  recalls, if it fits the core cap (``memory.core_token_budget``) next to
+  the current core set; most-recalled first.
+* **demote** a memory the scheduler promoted (it carries
+  ``metadata._memproxy.promoted_at``) back to ``recall`` when it has not
+  ranked for ``demote_idle_s``. Memories pinned to core by a user are never
+  demoted.
+* **expire**: a memory whose ``metadata.expires_at`` has passed, or an
+  episodic turn older than ``episodic_ttl_s`` (0 = never), is archived.
+
+Every change goes through the engine, so the owner's core version changes at
+once (and stale KV caches are never used). Decisions are logged and kept
+per owner (:meth:`MemScheduler.decisions`, shown by
+``GET /v1/memories?user=...&tier=core``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from memory.cube import Kind, MemCube, State, Tier, isoformat, parse_time, utcnow
+
+if TYPE_CHECKING:
+    from memory.engine import MemoryEngine
+    from proxy.config import SchedulerSettings
+
+log = logging.getLogger("memproxy.scheduler")
+
+META_KEY = "_memproxy"
+DECISIONS_KEPT = 100
+
+
+class RecallLog:
+    """Per owner: a request counter and, per memory, the request numbers and
+    time of its recent recalls. In memory only (evidence restarts with the process)."""
+
+    def __init__(self, window: int = 64) -> None:
+        self.window = window
+        self.requests: dict[str, int] = {}
+        self.hits: dict[str, dict[str, deque[int]]] = {}
+        self.last_seen: dict[str, dict[str, float]] = {}
+
+    def note(self, user: str, ids: list[str], now: float | None = None) -> None:
+        n = self.requests.get(user, 0) + 1
+        self.requests[user] = n
+        hits = self.hits.setdefault(user, {})
+        seen = self.last_seen.setdefault(user, {})
+        stamp = time.time() if now is None else now
+        for memory_id in ids:
+            hits.setdefault(memory_id, deque(maxlen=self.window)).append(n)
+            seen[memory_id] = stamp
+
+    def users(self) -> list[str]:
+        return list(self.requests)
+
+    def recent(self, user: str, window: int) -> dict[str, int]:
+        """How many of ``user``'s last ``window`` recalls each memory ranked in."""
+        n = self.requests.get(user, 0)
+        return {
+            memory_id: sum(1 for r in reqs if r > n - window)
+            for memory_id, reqs in self.hits.get(user, {}).items()
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: str  # promote | demote | expire
+    memory_id: str
+    user: str
+    reason: str
+    at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class MemScheduler:
+    def __init__(self, engine: MemoryEngine, settings: SchedulerSettings, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self._decisions: dict[str, deque[Decision]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        if self.settings.enabled and self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="memproxy-scheduler")
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.interval_s)
+            try:
+                await self.run_once()
+            except Exception:  # the scheduler must never take the proxy down
+                log.exception("scheduler pass failed")
+
+    # ----------------------------------------------------------------- policy
+
+    def decisions(self, user: str) -> list[Decision]:
+        return list(self._decisions.get(user, ()))
+
+    async def run_once(self) -> list[Decision]:
+        made: list[Decision] = []
+        for user in self.engine.recalls.users():
+            made.extend(await self.run_user(user))
+        return made
+
+    async def run_user(self, user: str) -> list[Decision]:
+        from memory.engine import MemoryPatch
+
+        now = self.clock()
+        made: list[Decision] = []
+        cubes = await self.engine.store.all_active(user)
+        live: list[MemCube] = []
+        for cube in cubes:
+            reason = self._expired(cube, now)
+            if reason:
+                await self.engine.update(cube.id, MemoryPatch(state=State.ARCHIVED.value))
+                made.append(self._decide("expire", cube, reason))
+            else:
+                live.append(cube)
+        seen = self.engine.recalls.last_seen.get(user, {})
+        for cube in live:
+            if cube.tier != Tier.CORE.value or not isinstance(cube.metadata.get(META_KEY), dict):
+                continue
+            if not cube.metadata[META_KEY].get("promoted_at"):
+                continue
+            last = seen.get(cube.id)
+            promoted = parse_time(cube.metadata[META_KEY]["promoted_at"])
+            idle_since = max(last or 0.0, promoted.timestamp() if promoted else 0.0)
+            if now - idle_since >= self.settings.demote_idle_s:
+                metadata = {k: v for k, v in cube.metadata.items() if k != META_KEY}
+                await self.engine.update(cube.id, MemoryPatch(tier=Tier.RECALL.value, metadata=metadata))
+                made.append(self._decide("demote", cube, f"not recalled for {self.settings.demote_idle_s:.0f}s"))
+        core = await self.engine.core(user)
+        used = core.tokens
+        counts = self.engine.recalls.recent(user, self.settings.window_requests)
+        by_id = {c.id: c for c in live}
+        ranked = sorted(
+            (c for c in counts.items() if c[1] >= self.settings.promote_min_recalls and c[0] in by_id),
+            key=lambda c: (-c[1], c[0]),
+        )
+        for memory_id, hits in ranked:
+            cube = by_id[memory_id]
+            if cube.tier == Tier.CORE.value or now - seen.get(memory_id, 0.0) >= self.settings.demote_idle_s:
+                continue  # already core, or its recalls are too old (it would be demoted at once)
+            if used + cube.tokens > self.engine.settings.core_token_budget:
+                continue
+            metadata = {**cube.metadata, META_KEY: {"promoted_at": isoformat(utcnow()), "recalls": hits}}
+            await self.engine.update(cube.id, MemoryPatch(tier=Tier.CORE.value, metadata=metadata))
+            used += cube.tokens
+            made.append(
+                self._decide("promote", cube, f"recalled in {hits} of the last {self.settings.window_requests} requests")
+            )
+        return made
+
+    def _expired(self, cube: MemCube, now: float) -> str | None:
+        expires = cube.metadata.get("expires_at")
+        if isinstance(expires, str):
+            try:
+                at = parse_time(expires)
+            except ValueError:
+                at = None
+            if at is not None and at.timestamp() <= now:
+                return f"expires_at {expires} passed"
+        ttl = self.settings.episodic_ttl_s
+        if ttl > 0 and cube.kind == Kind.EPISODIC.value and cube.tier != Tier.CORE.value:
+            if now - cube.created_at.timestamp() >= ttl:
+                return f"episodic turn older than {ttl:.0f}s"
+        return None
+
+    def _decide(self, action: str, cube: MemCube, reason: str) -> Decision:
+        decision = Decision(action, cube.id, cube.owner.user, reason, isoformat(utcnow()) or "")
+        log.info("scheduler %s %s (%s): %s", action, cube.id, cube.owner.user, reason)
+        self._decisions.setdefault(cube.owner.user, deque(maxlen=DECISIONS_KEPT)).append(decision)
+        return decision
