@@ -20,9 +20,11 @@ from typing import Any
 import httpx
 
 from adapters.base import CallContext
-from adapters.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from adapters.errors import UpstreamError
+from adapters.transport import json_object, transport_errors
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
+PEER = "Ollama"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +68,8 @@ class OllamaUpstream:
         request = self.client.build_request(
             "POST", f"{self.base_url}{path}", json=body, headers=_headers(ctx)
         )
-        try:
+        with transport_errors(f"Ollama at {self.base_url}"):
             response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout("Ollama did not answer in time.") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"Could not reach Ollama at {self.base_url}: {exc}") from exc
         if response.status_code >= 400:
             content = await response.aread()
             await response.aclose()
@@ -84,17 +82,13 @@ class OllamaUpstream:
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None, ctx: CallContext | None
     ) -> dict[str, Any]:
-        try:
+        with transport_errors(f"Ollama at {self.base_url}"):
             response = await self.client.request(
                 method, f"{self.base_url}{path}", json=body, headers=_headers(ctx)
             )
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout("Ollama did not answer in time.") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"Could not reach Ollama at {self.base_url}: {exc}") from exc
         if response.status_code >= 400:
             raise ollama_error(response.status_code, response.content)
-        return _object(response.content)
+        return json_object(response.content, PEER)
 
 
 def ollama_error(status: int, content: bytes) -> UpstreamError:
@@ -111,29 +105,16 @@ def ollama_error(status: int, content: bytes) -> UpstreamError:
 
 async def _lines(response: httpx.Response) -> AsyncIterator[NdjsonLine]:
     try:
-        async for line in response.aiter_lines():
-            if not line.strip():
-                continue
-            data = _object(line.encode("utf-8"))
-            if "error" in data and len(data) == 1:
-                raise UpstreamError(str(data["error"]), status=502)
-            yield NdjsonLine(line.encode("utf-8"), data)
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout("Ollama stopped sending in time.") from exc
-    except httpx.TransportError as exc:
-        raise UpstreamUnavailable(f"The Ollama stream broke: {exc}") from exc
+        with transport_errors(PEER, streaming=True):
+            async for line in response.aiter_lines():
+                if not line.strip():
+                    continue
+                data = json_object(line.encode("utf-8"), PEER)
+                if "error" in data and len(data) == 1:
+                    raise UpstreamError(str(data["error"]), status=502)
+                yield NdjsonLine(line.encode("utf-8"), data)
     finally:
         await response.aclose()
-
-
-def _object(content: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(content)
-    except ValueError as exc:
-        raise UpstreamUnavailable("Ollama returned invalid JSON.") from exc
-    if not isinstance(value, dict):
-        raise UpstreamUnavailable("Ollama returned a non-object JSON body.")
-    return value
 
 
 def _headers(ctx: CallContext | None) -> dict[str, str]:

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from adapters.base import CallContext
-from adapters.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable, UpstreamUnsupported
+from adapters.errors import UpstreamError, UpstreamUnsupported
+from adapters.transport import json_object, transport_errors
 from proxy.config import UpstreamSettings
+
+
+PEER = "the upstream model"
 
 
 class OpenAIUpstream:
@@ -34,49 +38,20 @@ class OpenAIUpstream:
 
     async def chat(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         body = {**body, "stream": False} if body.get("stream") else body
-        try:
-            response = await self.client.post(
-                f"{self.base_url}/chat/completions", json=body, headers=self._headers(ctx)
-            )
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"Could not reach the upstream model: {exc}") from exc
-        if response.status_code >= 400:
-            raise _error_from(response.status_code, response.content)
-        return _json(response.content)
+        return await self._post_json("/chat/completions", body, ctx, endpoint=None)
 
     async def open_stream(self, body: dict[str, Any], ctx: CallContext) -> AsyncIterator[dict[str, Any]]:
-        request = self.client.build_request(
-            "POST",
-            f"{self.base_url}/chat/completions",
-            json={**body, "stream": True},
-            headers={**self._headers(ctx), "Accept": "text/event-stream"},
-        )
-        try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"Could not reach the upstream model: {exc}") from exc
-        if response.status_code >= 400:
-            content = await response.aread()
-            await response.aclose()
-            raise _error_from(response.status_code, content)
-        return _events(response)
+        response = await self._open_sse("/chat/completions", body, ctx, endpoint=None)
+        return _sse_payloads(response, is_error=lambda p: "error" in p and "choices" not in p)
 
     async def list_models(self) -> list[dict[str, Any]]:
         if self.settings.models:
             return configured_models(self.settings.models)
-        try:
+        with transport_errors(PEER):
             response = await self.client.get(f"{self.base_url}/models", headers=self._headers(None))
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"Could not reach the upstream model: {exc}") from exc
         if response.status_code >= 400:
             raise _error_from(response.status_code, response.content)
-        data = _json(response.content).get("data")
+        data = json_object(response.content, PEER).get("data")
         return data if isinstance(data, list) else []
 
     async def responses(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
@@ -87,23 +62,8 @@ class OpenAIUpstream:
     async def open_responses_stream(
         self, body: dict[str, Any], ctx: CallContext
     ) -> AsyncIterator[dict[str, Any]]:
-        request = self.client.build_request(
-            "POST",
-            f"{self.base_url}/responses",
-            json={**body, "stream": True},
-            headers={**self._headers(ctx), "Accept": "text/event-stream"},
-        )
-        try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"Could not reach the upstream model: {exc}") from exc
-        if response.status_code >= 400:
-            content = await response.aread()
-            await response.aclose()
-            raise _endpoint_error(response.status_code, content, "the Responses API")
-        return _response_events(response)
+        response = await self._open_sse("/responses", body, ctx, endpoint="the Responses API")
+        return _sse_payloads(response, is_error=lambda p: "type" not in p and "error" in p)
 
     async def embeddings(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         return await self._post_json("/embeddings", body, ctx, endpoint="embeddings")
@@ -111,16 +71,32 @@ class OpenAIUpstream:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def _post_json(self, path: str, body: dict[str, Any], ctx: CallContext, endpoint: str) -> dict[str, Any]:
-        try:
+    async def _post_json(
+        self, path: str, body: dict[str, Any], ctx: CallContext, endpoint: str | None
+    ) -> dict[str, Any]:
+        with transport_errors(PEER):
             response = await self.client.post(f"{self.base_url}{path}", json=body, headers=self._headers(ctx))
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"Could not reach the upstream model: {exc}") from exc
         if response.status_code >= 400:
-            raise _endpoint_error(response.status_code, response.content, endpoint)
-        return _json(response.content)
+            raise _status_error(response.status_code, response.content, endpoint)
+        return json_object(response.content, PEER)
+
+    async def _open_sse(
+        self, path: str, body: dict[str, Any], ctx: CallContext, endpoint: str | None
+    ) -> httpx.Response:
+        """Send a streaming request; raise on an error status before any event."""
+        request = self.client.build_request(
+            "POST",
+            f"{self.base_url}{path}",
+            json={**body, "stream": True},
+            headers={**self._headers(ctx), "Accept": "text/event-stream"},
+        )
+        with transport_errors(PEER):
+            response = await self.client.send(request, stream=True)
+        if response.status_code >= 400:
+            content = await response.aread()
+            await response.aclose()
+            raise _status_error(response.status_code, content, endpoint)
+        return response
 
     def _headers(self, ctx: CallContext | None) -> dict[str, str]:
         key = self.settings.api_key or (ctx.client_api_key if ctx else None)
@@ -137,50 +113,28 @@ def configured_models(names: list[str]) -> list[dict[str, Any]]:
     return [{"id": n, "object": "model", "created": created, "owned_by": "memproxy"} for n in names]
 
 
-async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """Parse an SSE stream into JSON payloads, one per ``data:`` event."""
+async def _sse_payloads(
+    response: httpx.Response, is_error: Callable[[dict[str, Any]], bool]
+) -> AsyncIterator[dict[str, Any]]:
+    """Parse an SSE stream into JSON payloads, one per ``data:`` event, as they arrive."""
     try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            if not data:
-                continue
-            payload = _json(data.encode("utf-8"))
-            if "error" in payload and "choices" not in payload:
-                raise _error_from(502, data.encode("utf-8"))
-            yield payload
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout("The upstream model stopped sending in time.") from exc
-    except httpx.TransportError as exc:
-        raise UpstreamUnavailable(f"The upstream stream broke: {exc}") from exc
+        with transport_errors(PEER, streaming=True):
+            async for line in response.aiter_lines():
+                data = line[5:].strip() if line.startswith("data:") else ""
+                if data == "[DONE]":
+                    return
+                if not data:
+                    continue
+                payload = json_object(data.encode("utf-8"), PEER)
+                if is_error(payload):
+                    raise _error_from(502, data.encode("utf-8"))
+                yield payload
     finally:
         await response.aclose()
 
 
-async def _response_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """Parse a Responses SSE stream into its events (each carries its ``type``)."""
-    try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            if not data:
-                continue
-            payload = _json(data.encode("utf-8"))
-            if "type" not in payload and "error" in payload:
-                raise _error_from(502, data.encode("utf-8"))
-            yield payload
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout("The upstream model stopped sending in time.") from exc
-    except httpx.TransportError as exc:
-        raise UpstreamUnavailable(f"The upstream stream broke: {exc}") from exc
-    finally:
-        await response.aclose()
+def _status_error(status: int, content: bytes, endpoint: str | None) -> UpstreamError:
+    return _error_from(status, content) if endpoint is None else _endpoint_error(status, content, endpoint)
 
 
 # Statuses with which servers say "no such route" (vLLM/FastAPI and Starlette
@@ -194,16 +148,6 @@ def _endpoint_error(status: int, content: bytes, endpoint: str) -> UpstreamError
     if status in _NO_ROUTE and error.code != "model_not_found" and "model" not in error.message.lower():
         return UpstreamUnsupported(f"The upstream does not serve {endpoint} ({status}: {error.message}).")
     return error
-
-
-def _json(content: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(content)
-    except ValueError as exc:
-        raise UpstreamUnavailable("The upstream model returned invalid JSON.") from exc
-    if not isinstance(value, dict):
-        raise UpstreamUnavailable("The upstream model returned a non-object JSON body.")
-    return value
 
 
 def _error_from(status: int, content: bytes) -> UpstreamError:
