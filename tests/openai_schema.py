@@ -32,7 +32,14 @@ def validate(schema_name: str, instance: Any) -> None:
 
 
 def errors(schema_name: str, instance: Any) -> list[str]:
+    """Every violation as ``path: message`` (empty when valid)."""
     return [f"{list(e.absolute_path)}: {e.message}" for e in _validator(schema_name).iter_errors(instance)]
+
+
+def assert_valid(schema_name: str, instance: Any) -> None:
+    """Like :func:`validate`, listing every violation and the instance on failure."""
+    problems = errors(schema_name, instance)
+    assert not problems, f"{schema_name} violations: {problems}\ninstance: {instance}"
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from adapters.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.litellm_upstream import create, upstream_error
 from proxy.config import UpstreamSettings
 from tests.adapters._fake_openai import TOOL_ARGUMENTS, FakeOpenAI, free_port
-from tests.adapters._schema import assert_valid
+from tests.openai_schema import assert_valid
 
 CTX = CallContext(request_id="req-1", client_api_key="client-key")
 TOOLS = [

@@ -29,7 +29,7 @@ from adapters.llamacpp_upstream import (  # noqa: E402
     prepare_messages,
 )
 from proxy.config import LlamaCppSettings, UpstreamSettings  # noqa: E402
-from tests.adapters._schema import assert_valid  # noqa: E402
+from tests.openai_schema import assert_valid  # noqa: E402
 
 CTX = CallContext(request_id="test")
 QUESTION = [

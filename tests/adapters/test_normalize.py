@@ -13,7 +13,8 @@ from adapters.normalize import (
     normalize_finish_reason,
     normalize_usage,
 )
-from tests.adapters._schema import assert_valid, schema_errors
+from tests.openai_schema import assert_valid
+from tests.openai_schema import errors as schema_errors
 
 LLAMACPP_COMPLETION = {
     "id": "chatcmpl-1",

@@ -11,6 +11,7 @@ import pytest
 
 from bench.fake_ollama import DONE_STATS, VERSION
 from tests.conftest import wait_for_memories
+from tests.processes import memproxy_serve
 
 TOOLS = [
     {
@@ -240,42 +241,16 @@ def test_unreachable_ollama_is_a_502_in_ollama_shape(make_proxy):
 
 
 def test_the_base_url_comes_from_env_and_the_serve_flag(tmp_path, monkeypatch, upstream_url, fake_ollama_server):
-    import os
-    import shutil
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
     from proxy.config import load_settings
-    from tests.e2e.test_errors import free_port
 
     assert load_settings().ollama.base_url == "http://127.0.0.1:11434"
-    monkeypatch.setenv("MEMPROXY_OLLAMA__BASE_URL", "http://10.0.0.1:11434")
-    assert load_settings().ollama.base_url == "http://10.0.0.1:11434"
+    monkeypatch.setenv("MEMPROXY_OLLAMA__BASE_URL", "http://127.0.0.9:11434")
+    assert load_settings().ollama.base_url == "http://127.0.0.9:11434"
     assert load_settings(ollama={"base_url": "http://flag:1"}).ollama.base_url == "http://flag:1"
 
-    port = free_port()
-    exe = shutil.which("memproxy", path=str(Path(sys.executable).parent)) or "memproxy"
-    command = [exe, "serve", "--port", str(port), "--data-dir", str(tmp_path / "data"),
-               "--upstream-base-url", upstream_url, "--ollama-base-url", fake_ollama_server[1].url]
-    process = subprocess.Popen(command, env={**os.environ, "MEMPROXY_LOG_LEVEL": "warning"},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read().decode()
-            assert time.monotonic() < deadline, "memproxy serve did not start"
-            time.sleep(0.2)
-        reply = ollama.Client(host=f"http://127.0.0.1:{port}").chat(
+    args = ("--upstream-base-url", upstream_url, "--ollama-base-url", fake_ollama_server[1].url)
+    with memproxy_serve(*args, data_dir=tmp_path / "data") as url:
+        reply = ollama.Client(host=url).chat(
             model="llama3.2", messages=[{"role": "user", "content": "via the flag"}], stream=False
         )
         assert reply.message.content == "Echo: via the flag"
-    finally:
-        process.send_signal(2)
-        process.wait(timeout=30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import httpx
 import openai
@@ -11,6 +10,7 @@ import pytest
 from openai import OpenAI
 
 from tests.openai_schema import validate
+from tests.processes import free_port
 
 
 def chat(url: str, body: object, **kwargs) -> httpx.Response:
@@ -26,12 +26,6 @@ def assert_error(response: httpx.Response, status: int, param: str | None = None
     if param is not None:
         assert body["error"]["param"] == param
     return body["error"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_invalid_json_is_400(proxy):
