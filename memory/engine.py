@@ -221,7 +221,7 @@ class MemoryEngine:
         await self.store.add(cubes, embeddings)
         for user in {c.owner.user for c in cubes if c.tier == Tier.CORE.value}:
             self.invalidate_core(user)
-        self._lexical.upsert(cubes)
+        self._lexical.upsert(cubes, embeddings)
         return cubes
 
     async def add(
@@ -246,7 +246,7 @@ class MemoryEngine:
         owner_index = await self._lexical.index(user)
         candidates = await gather_candidates(self.store, owner_index, user, query, embedding, k)
         bridged = await self._bridge.scores(embedding, list(owner_index.cubes.values()), self.settings.min_score)
-        ranked = rank(candidates, self.settings.min_score, bridged)
+        ranked = rank(candidates, self.settings.min_score, bridged, query, len(owner_index.cubes))
         self.recalls.note(user, [c.id for c, _ in ranked[:max_items]])  # the scheduler's evidence
         ranked = [(c, s) for c, s in ranked if c.tier != Tier.CORE.value]  # core is injected anyway
         return pack(ranked, budget, max_items, self.counter.count)
@@ -325,7 +325,7 @@ class MemoryEngine:
         await self.store.update(updated, embedding)
         if Tier.CORE.value in (cube.tier, updated.tier):
             self.invalidate_core(cube.owner.user)
-        self._lexical.upsert([updated])
+        self._lexical.upsert([updated], None if embedding is None else [embedding])
         return updated
 
     async def delete(self, memory_id: str) -> None:

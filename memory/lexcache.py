@@ -5,13 +5,21 @@ themselves (so lexical-only hits need no store round trip). Writes update
 cached owners incrementally; a miss rebuilds from ``MemoryStore.all_active``.
 Writes that land while an owner is being rebuilt are queued and replayed on
 the fresh index (upsert/remove are idempotent, so replaying is always safe).
+
+The index also keeps each memory's embedding when the writer hands it over
+(or the rebuild loads it), so recall can score every memory of an owner
+with one in-memory matrix product instead of a store round trip. When any
+vector is missing, :meth:`OwnerIndex.matrix` says so and recall falls back
+to the store's nearest-neighbour query.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+import numpy as np
 
 from memory.cube import MemCube, State
 from memory.lexical import BM25Index
@@ -23,21 +31,43 @@ class OwnerIndex:
     def __init__(self) -> None:
         self.bm25 = BM25Index()
         self.cubes: dict[str, MemCube] = {}
+        self.vectors: dict[str, np.ndarray] = {}
+        self._matrix: tuple[list[str], np.ndarray] | None = None
 
-    def upsert(self, cube: MemCube) -> None:
+    def upsert(self, cube: MemCube, vector: np.ndarray | None = None) -> None:
         if cube.state != State.ACTIVE.value:
             self.remove(cube.id)
             return
+        old = self.cubes.get(cube.id)
         self.cubes[cube.id] = cube
-        self.bm25.upsert(cube.id, cube.content)
+        if old is None or old.content != cube.content:
+            self.bm25.upsert(cube.id, cube.content)
+            if vector is None:
+                self.vectors.pop(cube.id, None)
+        if vector is not None:
+            self.vectors[cube.id] = np.asarray(vector, dtype=np.float32).reshape(-1)
+        self._matrix = None
 
     def remove(self, memory_id: str) -> None:
         self.cubes.pop(memory_id, None)
+        self.vectors.pop(memory_id, None)
         self.bm25.remove(memory_id)
+        self._matrix = None
 
     def clear(self) -> None:
         self.bm25 = BM25Index()
         self.cubes.clear()
+        self.vectors.clear()
+        self._matrix = None
+
+    def matrix(self) -> tuple[list[str], np.ndarray] | None:
+        """Ids in id (= write) order and their embeddings, or None when any vector is missing."""
+        if self._matrix is None:
+            if not self.cubes or len(self.vectors) < len(self.cubes):
+                return None
+            ids = sorted(self.cubes)
+            self._matrix = (ids, np.stack([self.vectors[i] for i in ids]))
+        return self._matrix
 
 
 Op = Callable[[OwnerIndex], None]
@@ -92,9 +122,11 @@ class LexicalCache:
         if loading is not None:
             loading[1].append(op)
 
-    def upsert(self, cubes: Iterable[MemCube]) -> None:
-        for cube in cubes:
-            self._apply(cube.owner.user, lambda index, c=cube: index.upsert(c))
+    def upsert(self, cubes: Iterable[MemCube], vectors: Sequence[np.ndarray] | np.ndarray | None = None) -> None:
+        cubes = list(cubes)
+        for n, cube in enumerate(cubes):
+            vector = None if vectors is None or len(vectors) != len(cubes) else vectors[n]
+            self._apply(cube.owner.user, lambda index, c=cube, v=vector: index.upsert(c, v))
 
     def remove(self, user: str, memory_id: str) -> None:
         self._apply(user, lambda index: index.remove(memory_id))

@@ -37,6 +37,8 @@ Then:
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +56,18 @@ DEFAULT_MIN_SCORE = 0.35
 NEAR_DUPLICATE = 0.85
 TIE_MARGIN = 0.02
 MIN_CANDIDATES = 48
+# once the best memory clears the floor, the budget is filled down to this
+# share of the floor (the floor gates the *query*, not every item)
+ITEM_FLOOR_RATIO = 0.5
+NEIGHBOUR_WEIGHT = 0.3
+SESSION_WEIGHT = 0.3
+SPEAKER_BOOST = 0.1
+# the best of N unrelated memories creeps up with N (an extreme value), so the
+# gate rises by GATE_PER_DECADE per tenfold growth of the owner beyond
+# GATE_BASE_SIZE memories: 0.35 up to 10 memories, ~0.45 at 700
+GATE_PER_DECADE = 0.055
+GATE_BASE_SIZE = 10
+MAX_RANKED = 256  # more than any budget holds (4,096 tokens ~ 160 turns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,18 +116,46 @@ def rank(
     candidates: Sequence[Candidate],
     min_score: float,
     extra: Sequence[tuple[MemCube, float]] = (),
+    query: str = "",
+    population: int = 0,
 ) -> list[tuple[MemCube, float]]:
-    """Floor, order, and near-duplicate suppression.
+    """Context, gate, floor, order, and near-duplicate suppression.
 
     ``extra`` are already-scored memories recalled by another route (standing
-    facts); each memory keeps its best score.
+    facts); each memory keeps its best score. The floor gates the query:
+    nothing is recalled unless the best memory reaches ``min_score``; once it
+    does, memories down to ``ITEM_FLOOR_RATIO * min_score`` may fill the budget.
     """
-    scored = merge_best([(c.cube, c.score) for c in candidates if c.score >= min_score], extra)
+    best = max([c.score for c in candidates] + [score for _, score in extra], default=-1.0)
+    if best < gate(min_score, population or len(candidates)):  # plain relevance, before any context
+        return []
+    scored = merge_best(contextualise(candidates, query), extra)
+    floor = min_score * ITEM_FLOOR_RATIO  # on plain relevance: context alone cannot bring a memory in
+    plain = {c.cube.id: c.score for c in candidates}
+    plain.update({cube.id: max(score, plain.get(cube.id, score)) for cube, score in extra})
     kept: list[tuple[MemCube, float, frozenset[str]]] = []
+    by_prefix: dict[str, list[int]] = {}  # prefix filtering: twins share a prefix token
     for cube, score in scored:
-        words = frozenset(tokenize(cube.content))
-        twin = next((i for i, (_, _, w) in enumerate(kept) if _similar(words, w)), None)
+        if len(kept) >= MAX_RANKED:
+            break
+        if plain.get(cube.id, score) < floor:
+            continue
+        words = words_of(cube)
+        prefix = _prefix(words)
+        seen: set[int] = set()
+        twin = None
+        for token in prefix:
+            for i in by_prefix.get(token, ()):
+                if i not in seen:
+                    seen.add(i)
+                    if _similar(words, kept[i][2]):
+                        twin = i
+                        break
+            if twin is not None:
+                break
         if twin is None:
+            for token in prefix:
+                by_prefix.setdefault(token, []).append(len(kept))
             kept.append((cube, score, words))
         elif kept[twin][1] - score <= TIE_MARGIN and recency(cube) > recency(kept[twin][0]):
             kept[twin] = (cube, score, words)
@@ -122,9 +164,100 @@ def rank(
     return ranked
 
 
+def gate(min_score: float, population: int) -> float:
+    """The score the best memory must reach for anything to be recalled."""
+    if population <= GATE_BASE_SIZE:
+        return min_score
+    return min_score + GATE_PER_DECADE * math.log10(population / GATE_BASE_SIZE)
+
+
+def session_key(cube: MemCube) -> object:
+    """The conversation session a memory belongs to: its ``session`` metadata,
+    else its owner session, else the calendar day of its event."""
+    session = cube.metadata.get("session") if isinstance(cube.metadata, dict) else None
+    if session is not None:
+        return ("meta", str(session))
+    if cube.owner.session:
+        return ("owner", cube.owner.session)
+    return ("day", recency(cube).date().isoformat())
+
+
+def named_speakers(query: str, candidates: Sequence[Candidate]) -> set[str]:
+    """Speakers (``metadata.speaker``) whose name the query mentions."""
+    words = {w.lower() for w in _NAME.findall(query)}
+    if not words:
+        return set()
+    speakers = {c.cube.metadata.get("speaker") for c in candidates if isinstance(c.cube.metadata, dict)}
+    return {s for s in speakers if isinstance(s, str) and s and s.split()[0].lower() in words}
+
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z'-]+")
+
+
+def contextualise(candidates: Sequence[Candidate], query: str = "") -> list[tuple[MemCube, float]]:
+    """Fused scores lifted by their context, in rank order.
+
+    - neighbouring turns: a memory gains ``NEIGHBOUR_WEIGHT`` of the better of
+      its two neighbours in write order within the same session (the answer is
+      often the turn after the question, and the question names the topic);
+    - session: ``SESSION_WEIGHT`` of the best score in the memory's session;
+    - speaker: ``SPEAKER_BOOST`` when the query names the memory's speaker.
+    """
+    if not candidates:
+        return []
+    ordered = sorted(candidates, key=lambda c: c.cube.id)
+    base = [c.score for c in ordered]
+    keys = [session_key(c.cube) for c in ordered]
+    best_in_session: dict[object, float] = {}
+    for key, score in zip(keys, base):
+        if score > best_in_session.get(key, -1.0):
+            best_in_session[key] = score
+    speakers = named_speakers(query, ordered) if SPEAKER_BOOST else set()
+    out: list[tuple[MemCube, float]] = []
+    for i, cand in enumerate(ordered):
+        score = base[i]
+        if NEIGHBOUR_WEIGHT:
+            near = [base[j] for j in (i - 1, i + 1) if 0 <= j < len(ordered) and keys[j] == keys[i]]
+            if near:
+                score += NEIGHBOUR_WEIGHT * max(near)
+        if SESSION_WEIGHT:
+            score += SESSION_WEIGHT * best_in_session[keys[i]]
+        if speakers and cand.cube.metadata.get("speaker") in speakers:
+            score += SPEAKER_BOOST
+        out.append((cand.cube, score))
+    out.sort(key=_sort_key)
+    return out
+
+
+_WORDS: dict[tuple[str, int], frozenset[str]] = {}
+_WORDS_MAX = 200_000
+
+
+def words_of(cube: MemCube) -> frozenset[str]:
+    """The memory's index terms, cached by (id, version)."""
+    key = (cube.id, cube.version)
+    words = _WORDS.get(key)
+    if words is None:
+        if len(_WORDS) >= _WORDS_MAX:
+            _WORDS.clear()
+        words = _WORDS[key] = frozenset(tokenize(cube.content))
+    return words
+
+
+def _prefix(words: frozenset[str]) -> list[str]:
+    """The first tokens (in a fixed order) that any near-duplicate must share."""
+    if not words:
+        return [""]
+    ordered = sorted(words)
+    size = len(ordered) - math.ceil(NEAR_DUPLICATE * len(ordered)) + 1
+    return ordered[: max(1, size)]
+
+
 def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
     if not a or not b:
         return a == b
+    if min(len(a), len(b)) < NEAR_DUPLICATE * max(len(a), len(b)):
+        return False
     return len(a & b) / len(a | b) >= NEAR_DUPLICATE
 
 
@@ -164,7 +297,11 @@ def merge_best(
 async def gather_candidates(
     store: MemoryStore, owner_index: OwnerIndex, user: str, query: str, embedding: np.ndarray, k: int
 ) -> list[Candidate]:
-    """Top-k dense hits from the store plus top-k lexical hits from the owner's index."""
+    """Every memory of the owner scored in memory when its vectors are cached;
+    else top-k dense hits from the store plus top-k lexical hits from the owner's index."""
+    local = score_all(owner_index, query, embedding)
+    if local is not None:
+        return local
     dense = await store.query(user, embedding, k)
     lexical = owner_index.bm25.scores(query)
     top_lexical = sorted(lexical, key=lexical.__getitem__, reverse=True)[:k]
@@ -175,3 +312,15 @@ async def gather_candidates(
         cosines.update(await store.similarities(user, embedding, missing))
         cubes.update({i: owner_index.cubes[i] for i in missing if i in cosines})
     return [Candidate(cube, cosines[i], lexical.get(i, 0.0)) for i, cube in cubes.items()]
+
+
+def score_all(owner_index: OwnerIndex, query: str, embedding: np.ndarray) -> list[Candidate] | None:
+    """Dense + lexical scores of every memory of the owner, or None without cached vectors."""
+    cached = owner_index.matrix()
+    if cached is None:
+        return None
+    ids, matrix = cached
+    cosines = matrix @ np.asarray(embedding, dtype=np.float32).reshape(-1)
+    lexical = owner_index.bm25.scores(query)
+    cubes = owner_index.cubes
+    return [Candidate(cubes[i], float(c), lexical.get(i, 0.0)) for i, c in zip(ids, cosines)]

@@ -93,6 +93,16 @@ class DomainBridge:
         self._embed = embed
         self._anchors: np.ndarray | None = None
         self._profiles: dict[tuple[str, int], np.ndarray] = {}
+        self._standing: dict[tuple[str, int], bool] = {}
+
+    def _is_standing(self, cube: MemCube) -> bool:
+        key = (cube.id, cube.version)
+        known = self._standing.get(key)
+        if known is None:
+            if len(self._standing) >= MAX_CACHED_PROFILES:
+                self._standing.clear()
+            known = self._standing[key] = is_standing(cube)
+        return known
 
     async def _anchor_matrix(self) -> np.ndarray:
         if self._anchors is None:
@@ -107,7 +117,7 @@ class DomainBridge:
         query_domains = domain_lean(anchors @ query_vector)
         if float(query_domains.max()) < DOMAIN_FLOOR:
             return []
-        standing = [c for c in cubes if is_standing(c)]
+        standing = [c for c in cubes if self._is_standing(c)]
         if not standing:
             return []
         profiles = await self._profiles_of(standing, anchors)
