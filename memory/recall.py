@@ -229,13 +229,13 @@ def contextualise(candidates: Sequence[Candidate], query: str = "") -> list[tupl
     return out
 
 
-_WORDS: dict[tuple[str, int], frozenset[str]] = {}
+_WORDS: dict[tuple[str, int, str], frozenset[str]] = {}
 _WORDS_MAX = 200_000
 
 
 def words_of(cube: MemCube) -> frozenset[str]:
-    """The memory's index terms, cached by (id, version)."""
-    key = (cube.id, cube.version)
+    """The memory's index terms, cached by (id, version, content)."""
+    key = (cube.id, cube.version, cube.content)
     words = _WORDS.get(key)
     if words is None:
         if len(_WORDS) >= _WORDS_MAX:

@@ -1,0 +1,106 @@
+"""Pure unit tests of fusion, gating, packing, supersession and date handling (no model, no store)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import numpy as np
+
+from memory import recall
+from memory.cube import MemCube, Owner
+from memory.lexcache import OwnerIndex
+from memory.recall import Candidate, fuse, gate, pack, rank, score_all
+from memory.timeparse import in_range, query_range, resolve_relative
+
+T0 = datetime(2023, 5, 8, 13, 56, tzinfo=timezone.utc)  # a Monday
+
+
+def cube(i: int, content: str, when: datetime = T0, tokens: int = 10, **meta: object) -> MemCube:
+    return MemCube(id=f"mem_{i:04d}", owner=Owner("u"), content=content, event_time=when, tokens=tokens,
+                   metadata=dict(meta))
+
+
+def test_fusion_adds_weighted_lexical_to_cosine() -> None:
+    assert fuse(0.4, 0.0) == 0.4
+    assert abs(fuse(0.4, 1.0) - (0.4 + recall.LEXICAL_WEIGHT)) < 1e-9
+    assert fuse(0.3, 0.8) > fuse(0.35, 0.0)  # an exact-term match lifts a weaker cosine
+
+
+def test_score_all_uses_cached_vectors_and_bm25() -> None:
+    index = OwnerIndex()
+    index.upsert(cube(1, "Caroline went to the LGBTQ support group"), np.array([1.0, 0.0], dtype=np.float32))
+    index.upsert(cube(2, "Melanie painted a sunrise"), np.array([0.0, 1.0], dtype=np.float32))
+    scored = {c.cube.id: c for c in score_all(index, "support group", np.array([1.0, 0.0], dtype=np.float32))}
+    assert scored["mem_0001"].cosine == 1.0 and scored["mem_0001"].lexical > 0
+    assert scored["mem_0002"].lexical == 0.0
+    index.upsert(cube(3, "no vector yet"))
+    assert score_all(index, "x", np.array([1.0, 0.0], dtype=np.float32)) is None  # falls back to the store
+
+
+def test_gate_rises_with_owner_size() -> None:
+    assert gate(0.35, 5) == 0.35
+    assert gate(0.35, 10) == 0.35
+    assert 0.44 < gate(0.35, 700) < 0.46
+    assert gate(0.35, 7000) > gate(0.35, 700)
+
+
+def test_abstention_nothing_when_best_is_below_the_gate() -> None:
+    cands = [Candidate(cube(i, f"memory number {i}"), 0.40, 0.0) for i in range(700)]
+    assert rank(cands, 0.35) == []  # 0.40 clears 0.35 but not the gate for 700 memories
+    assert rank(cands[:5], 0.35) != []
+
+
+def test_item_floor_is_on_plain_relevance() -> None:
+    strong = Candidate(cube(1, "allergic to peanuts"), 0.6, 0.0)
+    weak = Candidate(cube(2, "quarterly report due friday"), 0.05, 0.0)
+    ranked = rank([strong, weak], 0.35)
+    assert [c.id for c, _ in ranked] == ["mem_0001"]  # the session boost does not bring the weak one in
+
+
+def test_neighbour_and_speaker_context_lift_scores() -> None:
+    question = Candidate(cube(1, "what did you do last weekend?", speaker="Melanie", session=1), 0.6, 0.0)
+    answer = Candidate(cube(2, "we went camping", speaker="Caroline", session=1), 0.25, 0.0)
+    other = Candidate(cube(3, "we went hiking", speaker="Caroline", session=2), 0.25, 0.0)
+    scores = dict((c.id, s) for c, s in rank([question, answer, other], 0.35, query="What did Caroline do?"))
+    assert scores["mem_0002"] > scores["mem_0003"]  # same session as the strong turn, and next to it
+    assert scores["mem_0003"] >= 0.25 + recall.SPEAKER_BOOST - 1e-9
+
+
+def test_newer_wins_ties_between_near_duplicates() -> None:
+    old = cube(1, "I work as a nurse at the city hospital", when=T0)
+    new = cube(2, "I work as a nurse at the city hospital", when=T0 + timedelta(days=30))
+    ranked = rank([Candidate(old, 0.61, 0.0), Candidate(new, 0.60, 0.0)], 0.35)
+    assert [c.id for c, _ in ranked] == ["mem_0002"]
+    clearly_better = rank([Candidate(old, 0.9, 0.0), Candidate(new, 0.6, 0.0)], 0.35)
+    assert [c.id for c, _ in clearly_better] == ["mem_0001"]
+
+
+def test_pack_respects_budget_in_rank_order() -> None:
+    ranked = [(cube(i, f"m{i}", tokens=t), 1.0 - i / 10) for i, t in enumerate([40, 30, 50, 20])]
+    result = pack(ranked, 90, 100, len)
+    assert [r.cube.id for r in result.items] == ["mem_0000", "mem_0001", "mem_0003"]
+    assert result.tokens == 90
+    assert len(pack(ranked, 1000, 2, len).items) == 2
+    assert pack(ranked, 10, 100, len).items == []
+
+
+def test_resolve_relative_dates_against_event_time() -> None:
+    assert resolve_relative("I went to the support group yesterday", T0) == ["2023-05-07"]
+    assert resolve_relative("we moved last month", T0) == ["2023-04"]
+    assert resolve_relative("the race is next month", T0) == ["2023-06"]
+    assert resolve_relative("I ran a charity race last Saturday", T0) == ["2023-05-06"]
+    assert resolve_relative("two weeks ago I started pottery", T0) == ["week of 2023-04-24"]
+    assert resolve_relative("3 days ago", T0) == ["2023-05-05"]
+    assert resolve_relative("last week was busy", T0) == ["week of 2023-05-01"]
+    assert resolve_relative("last year", T0) == ["2022"]
+    assert resolve_relative("nothing relative here", T0) == []
+
+
+def test_query_time_ranges_and_filter() -> None:
+    assert query_range("What did Caroline do in May 2023?") == (date(2023, 5, 1), date(2023, 6, 1))
+    assert query_range("Where did they travel in 2022?") == (date(2022, 1, 1), date(2023, 1, 1))
+    assert query_range("what did I do last summer?", now=T0) == (date(2022, 6, 1), date(2022, 9, 1))
+    assert query_range("what is my dog's name?") is None
+    span = query_range("in May 2023")
+    assert in_range(T0, span) and not in_range(T0 + timedelta(days=40), span)
+    assert in_range(None, None) and not in_range(None, span)
