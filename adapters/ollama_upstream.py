@@ -76,6 +76,13 @@ class OllamaUpstream:
             raise ollama_error(response.status_code, content)
         return _lines(response)
 
+    async def open_raw(self, method: str, path: str, content: bytes, content_type: str | None) -> httpx.Response:
+        """Forward a request byte for byte; the caller streams and closes the response."""
+        headers = {"Content-Type": content_type} if content_type else {}
+        request = self.client.build_request(method, f"{self.base_url}{path}", content=content, headers=headers)
+        with transport_errors(f"Ollama at {self.base_url}"):
+            return await self.client.send(request, stream=True)
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

@@ -59,6 +59,8 @@ class FakeOllama:
                 Route("/api/ps", self._ps, methods=["GET"]),
                 Route("/api/embed", self._embed, methods=["POST"]),
                 Route("/api/embeddings", self._embeddings, methods=["POST"]),
+                Route("/api/pull", self._pull, methods=["POST"]),
+                Route("/api/delete", self._delete, methods=["DELETE"]),
             ]
         )
 
@@ -71,7 +73,7 @@ class FakeOllama:
             self.requests.clear()
 
     async def _record(self, request: Request) -> dict[str, Any]:
-        body = await request.json() if request.method == "POST" else {}
+        body = await request.json() if request.method in ("POST", "DELETE") else {}
         with self._lock:
             self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
         return body
@@ -179,6 +181,23 @@ class FakeOllama:
     async def _embeddings(self, request: Request) -> Response:
         body = await self._record(request)
         return JSONResponse({"embedding": fake_vector(str(body.get("prompt", "")))})
+
+
+    async def _pull(self, request: Request) -> Response:
+        body = await self._record(request)
+
+        async def progress() -> AsyncIterator[dict[str, Any]]:
+            yield {"status": "pulling manifest"}
+            yield {"status": f"pulling {body.get('model')}", "digest": "sha256:" + "b" * 64, "total": 100, "completed": 100}
+            yield {"status": "success"}
+
+        return _ndjson(progress())
+
+    async def _delete(self, request: Request) -> Response:
+        body = await self._record(request)
+        if body.get("model") not in MODELS and f"{body.get('model')}:latest" not in MODELS:
+            return _not_found(str(body.get("model")))
+        return Response(status_code=200)
 
 
 def _head(model: str) -> dict[str, Any]:

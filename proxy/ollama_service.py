@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from adapters.base import CallContext
 from adapters.errors import UpstreamError
 from adapters.ollama_upstream import NdjsonLine, OllamaUpstream
@@ -96,6 +98,10 @@ class OllamaService:
 
     async def forward_post(self, path: str, body: dict[str, Any], context: CallContext) -> dict[str, Any]:
         return await self.client.post(path, body, context)
+
+    async def forward_raw(self, method: str, path: str, content: bytes, content_type: str | None) -> httpx.Response:
+        """Model management (pull, push, create, …): relayed byte for byte."""
+        return await self.client.open_raw(method, path, content, content_type)
 
     async def _relay(self, prepared: PreparedOllama, lines: AsyncIterator[NdjsonLine]) -> AsyncIterator[bytes]:
         capture = ReplyCapture()

@@ -13,7 +13,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from fastapi.routing import APIRoute
 
 from adapters.base import CallContext
@@ -117,9 +118,30 @@ async def embeddings(request: Request) -> dict[str, Any]:
     return await services(request).ollama.forward_post("/api/embeddings", body, _context(request))
 
 
+# Model management has nothing to do with memory: relayed byte for byte
+# (``pull``/``push``/``create`` stream their progress as NDJSON).
+MANAGEMENT = ("pull", "push", "create", "delete", "copy", "blobs")
+
+
 @router.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])
-async def unknown(request: Request, rest: str) -> Response:
-    return ollama_error(404, f"{request.method} {request.url.path} is not served by memproxy")
+async def passthrough(request: Request, rest: str) -> Response:
+    if rest.split("/", 1)[0] not in MANAGEMENT:
+        return ollama_error(404, f"{request.method} {request.url.path} is not served by memproxy")
+    response = await services(request).ollama.forward_raw(
+        request.method, request.url.path, await request.body(), request.headers.get("content-type")
+    )
+    return StreamingResponse(
+        response.aiter_raw(),
+        status_code=response.status_code,
+        media_type=response.headers.get("content-type"),
+        background=BackgroundTask(response.aclose),
+    )
+
+
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+async def root() -> PlainTextResponse:
+    """Ollama clients probe ``/`` to see whether the server is up."""
+    return PlainTextResponse("Ollama is running (memproxy)")
 
 
 async def _answer(request: Request, prepared: PreparedOllama) -> Response:

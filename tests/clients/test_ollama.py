@@ -254,3 +254,15 @@ def test_the_base_url_comes_from_env_and_the_serve_flag(tmp_path, monkeypatch, u
             model="llama3.2", messages=[{"role": "user", "content": "via the flag"}], stream=False
         )
         assert reply.message.content == "Echo: via the flag"
+
+
+def test_model_management_is_relayed_byte_for_byte(ollama_proxy, ollama_upstream):
+    client = ollama.Client(host=ollama_proxy.url)
+    statuses = [p.status for p in client.pull("llama3.2", stream=True)]
+    assert statuses == ["pulling manifest", "pulling llama3.2", "success"]
+    assert client.delete("llama3.2").status == "success"
+    with pytest.raises(ollama.ResponseError) as missing:
+        client.delete("no-such-model")
+    assert missing.value.status_code == 404 and "not found" in missing.value.error
+    root = httpx.get(ollama_proxy.url)
+    assert root.status_code == 200 and "Ollama is running" in root.text
