@@ -86,10 +86,14 @@ class ChromaStore:
         self._lock = threading.Lock()
         self._client: Any = None
         self._collections: dict[str, Any] = {}
+        # in-process store: nobody else writes it, so callers may cache its vectors
+        self.local = False
 
     @classmethod
     def embedded(cls, path: Path) -> ChromaStore:
-        return cls(lambda: embedded_client(path))
+        store = cls(lambda: embedded_client(path))
+        store.local = True
+        return store
 
     @classmethod
     def remote(cls, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> ChromaStore:
@@ -290,6 +294,18 @@ class ChromaStore:
 
     async def similarities(self, user: str, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         return await self._call(self._similarities_sync, user, embedding, list(ids))
+
+    async def vectors(self, user: str) -> dict[str, np.ndarray]:
+        """Every stored embedding of ``user`` by memory id (for in-memory scoring)."""
+        return await self._call(self._vectors_sync, user)
+
+    def _vectors_sync(self, user: str) -> dict[str, np.ndarray]:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None:
+            return {}
+        result = collection.get(include=["embeddings"])
+        vectors = np.asarray(result["embeddings"], dtype=np.float32)
+        return {memory_id: vectors[i] for i, memory_id in enumerate(result["ids"])}
 
     async def list(
         self, user: str, limit: int, after: str | None = None, tier: str | None = None

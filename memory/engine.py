@@ -159,7 +159,8 @@ class MemoryEngine:
         self.counter = counter or TokenCounter()
         self._owns_embedder = owns_embedder
         self._ids = IdFactory()
-        self._lexical = LexicalCache(store.all_active)
+        local = getattr(store, "local", False)  # a shared server may be written by others
+        self._lexical = LexicalCache(store.all_active, load_vectors=getattr(store, "vectors", None) if local else None)
         self._bridge = DomainBridge(embedder.embed)
         self.writer = TurnWriter(self._write_turns, maxsize=settings.write_queue_size)
         self._core: dict[str, CoreSet] = {}  # user -> cached core set (dropped on any change)

@@ -74,8 +74,17 @@ Op = Callable[[OwnerIndex], None]
 
 
 class LexicalCache:
-    def __init__(self, load: Callable[[str], Awaitable[list[MemCube]]], capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self,
+        load: Callable[[str], Awaitable[list[MemCube]]],
+        capacity: int = DEFAULT_CAPACITY,
+        load_vectors: Callable[[str], Awaitable[dict[str, np.ndarray]]] | None = None,
+    ) -> None:
+        """``load_vectors`` set: embeddings are cached too (only for a store no one
+        else writes, i.e. the embedded one); unset: vectors are ignored and
+        recall keeps asking the store."""
         self._load = load
+        self._load_vectors = load_vectors
         self._capacity = capacity
         self._cache: OrderedDict[str, OwnerIndex] = OrderedDict()
         self._loading: dict[str, tuple[asyncio.Task[OwnerIndex], list[Op]]] = {}
@@ -98,11 +107,12 @@ class LexicalCache:
     async def _build(self, user: str, pending: list[Op]) -> OwnerIndex:
         try:
             cubes = await self._load(user)
+            vectors = await self._load_vectors(user) if self._load_vectors is not None else {}
         finally:
             self._loading.pop(user, None)
         built = OwnerIndex()
         for cube in cubes:
-            built.upsert(cube)
+            built.upsert(cube, vectors.get(cube.id))
         for op in pending:
             op(built)
         self._store(user, built)
@@ -125,7 +135,8 @@ class LexicalCache:
     def upsert(self, cubes: Iterable[MemCube], vectors: Sequence[np.ndarray] | np.ndarray | None = None) -> None:
         cubes = list(cubes)
         for n, cube in enumerate(cubes):
-            vector = None if vectors is None or len(vectors) != len(cubes) else vectors[n]
+            keep = vectors is not None and self._load_vectors is not None and len(vectors) == len(cubes)
+            vector = vectors[n] if keep else None
             self._apply(cube.owner.user, lambda index, c=cube, v=vector: index.upsert(c, v))
 
     def remove(self, user: str, memory_id: str) -> None:
