@@ -20,6 +20,7 @@ so nothing is injected for them.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -135,7 +136,12 @@ class DomainBridge:
             self._profiles.clear()
             missing = list(cubes)
         if missing:
-            vectors = await self._embed([user_side(c.content) for c in missing])
-            for cube, vector in zip(missing, vectors, strict=True):
-                self._profiles[(cube.id, cube.version)] = domain_lean(anchors @ vector)
+            # Shielded: a recall that hits its deadline must not throw away the
+            # embeddings, or a large owner would restart this work every request.
+            await asyncio.shield(asyncio.ensure_future(self._fill(missing, anchors)))
         return {(c.id, c.version): self._profiles[(c.id, c.version)] for c in cubes}
+
+    async def _fill(self, cubes: Sequence[MemCube], anchors: np.ndarray) -> None:
+        vectors = await self._embed([user_side(c.content) for c in cubes])
+        for cube, vector in zip(cubes, vectors, strict=True):
+            self._profiles[(cube.id, cube.version)] = domain_lean(anchors @ vector)
