@@ -162,7 +162,9 @@ class MemoryEngine:
         local = getattr(store, "local", False)  # a shared server may be written by others
         self._lexical = LexicalCache(store.all_active, load_vectors=getattr(store, "vectors", None) if local else None)
         self._bridge = DomainBridge(embedder.embed)
-        self.writer = TurnWriter(self._write_turns, maxsize=settings.write_queue_size)
+        self.writer = TurnWriter(
+            self._write_turns, maxsize=settings.write_queue_size, linger_s=settings.write_linger_ms / 1000
+        )
         self._core: dict[str, CoreSet] = {}  # user -> cached core set (dropped on any change)
         self.recalls = RecallLog()
         self.scheduler = MemScheduler(self, settings.scheduler)

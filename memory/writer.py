@@ -2,7 +2,8 @@
 
 ``submit`` never blocks: turns go on a bounded queue, and when it is full the
 turn is dropped with a warning and counted. One worker task drains the queue
-in batches and hands each batch to a sink (the engine's batched ``add``,
+in batches (waiting ``linger_s`` after the first turn, so that turns arriving
+close together share one embedding call and one store write) and hands each batch to a sink (the engine's batched ``add``,
 which embeds the whole batch at once). Sink failures are logged with their
 exception and counted; the worker keeps going.
 """
@@ -45,8 +46,9 @@ Sink = Callable[[list[Turn]], Awaitable[None]]
 
 
 class TurnWriter:
-    def __init__(self, sink: Sink, maxsize: int, batch_size: int = BATCH_SIZE) -> None:
+    def __init__(self, sink: Sink, maxsize: int, batch_size: int = BATCH_SIZE, linger_s: float = 0.0) -> None:
         self._sink = sink
+        self._linger_s = linger_s
         self._queue: asyncio.Queue[Turn] = asyncio.Queue(maxsize=maxsize)
         self._batch_size = batch_size
         self._worker: asyncio.Task[None] | None = None
@@ -78,6 +80,8 @@ class TurnWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._linger_s > 0:  # let a burst of turns share one embed + store call
+                await asyncio.sleep(self._linger_s)
             while len(batch) < self._batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:

@@ -91,6 +91,7 @@ class MemorySettings(BaseModel):
     chroma_path: str | None = None  # default: <data_dir>/chroma
     chroma_url: str | None = None  # a Chroma server (``chroma run``) instead of the embedded store
     write_queue_size: int = 10_000
+    write_linger_ms: int = 100
     core_token_budget: int = 1024  # most tokens (cl100k) of core memories injected on every request
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
