@@ -34,6 +34,20 @@ class LlamaCppSettings(BaseModel):
     kv_cache_disk: bool = True  # also keep them under data_dir/kvcache
 
 
+class HFSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    """A local Hugging Face transformers model directory (provider ``hf``)."""
+
+    model_path: str | None = None  # a directory with config.json, weights and tokenizer (required)
+    model_alias: str = "hf-local"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
+    max_tokens: int = 256  # default completion length when the client sends none
+    kv_cache: bool = True  # activation memory: reuse the KV cache of [system + core memories]
+    kv_cache_ram_mb: int = 1024  # RAM cap of the prefix KV LRU
+
+
 class UpstreamSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -51,6 +65,7 @@ class UpstreamSettings(BaseModel):
     # and bridges when the upstream has no Responses endpoint.
     responses: Literal["auto", "native", "bridge"] = "auto"
     llamacpp: LlamaCppSettings = Field(default_factory=LlamaCppSettings)
+    hf: HFSettings = Field(default_factory=HFSettings)
 
 
 class OllamaSettings(BaseModel):
