@@ -234,6 +234,7 @@ class HFUpstream:
         self._live_streams: set[threading.Event] = set()
         self.load_seconds: float | None = None
         self.last_prefill_ms: float | None = None  # the last request's prefill (excluding a cache build)
+        self.last_completion_ids: list[int] = []  # the last request's generated token ids (tests, benchmarks)
 
     # ------------------------------------------------------------ protocol
 
@@ -498,6 +499,7 @@ class HFUpstream:
                     logits_to_keep=1,
                 )
         emit(decoder.flush())
+        self.last_completion_ids = generated
         return finish, len(ids), len(generated)
 
 
