@@ -29,6 +29,14 @@ Behaviour:
   first chunk, so errors surface before any chunk is returned.
 * **Output** goes through :mod:`adapters.normalize`; litellm's final usage
   chunk (which it gives an empty choice) gets ``choices: []`` as OpenAI sends.
+* **Prompt caching.** The proxy keeps the core memory block first and
+  byte-stable, so providers' automatic prefix caching applies. For Anthropic
+  models (``anthropic/...`` or a name starting with ``claude``) the system
+  message holding the core block is sent as text parts, the first ending
+  with the block and marked ``cache_control: {"type": "ephemeral"}``
+  (litellm passes it on as an Anthropic cache breakpoint), so the
+  ``[system prompt + core]`` prefix is cached and per-request recalled
+  memories after it are not part of the cached prefix.
 * litellm is imported lazily (about 1.6 s) with its bundled price map and
   tiktoken files, so it never reaches the network for them.
 """
@@ -51,6 +59,7 @@ import httpx
 
 from adapters.base import CallContext
 from adapters.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from adapters.kvcache import Activation
 from adapters.normalize import normalize_chunk, normalize_completion
 from proxy.config import UpstreamSettings
 
@@ -160,7 +169,11 @@ class LiteLLMUpstream:
         kwargs["stream"] = stream
         if not stream:
             kwargs.pop("stream_options", None)
-        if _provider(litellm, kwargs["model"], self.settings.base_url) in _OPENAI_WIRE_PROVIDERS:
+        provider = _provider(litellm, kwargs["model"], self.settings.base_url)
+        activation = ctx.activation
+        if isinstance(activation, Activation) and activation.marker and is_anthropic(kwargs["model"], provider):
+            kwargs["messages"] = mark_cache_control(kwargs.get("messages") or [], activation.marker)
+        if provider in _OPENAI_WIRE_PROVIDERS:
             extra = {k: kwargs.pop(k) for k in _VIA_EXTRA_BODY if k in kwargs}
             if extra:
                 kwargs["extra_body"] = {**(kwargs.get("extra_body") or {}), **extra}
@@ -188,6 +201,47 @@ class LiteLLMUpstream:
         except (httpx.HTTPError, ValueError, AttributeError):
             return None
         return data if isinstance(data, list) else None
+
+
+def is_anthropic(model: Any, provider: str | None) -> bool:
+    name = str(model or "").lower()
+    return provider == "anthropic" or name.startswith(("anthropic/", "claude"))
+
+
+def mark_cache_control(messages: list[Any], marker: str) -> list[Any]:
+    """A copy of ``messages`` whose system message holding ``marker`` (the core
+    block) is split into text parts, the one ending with the block carrying an
+    ephemeral ``cache_control``. Other messages are passed through as they are."""
+    out = list(messages)
+    for index, message in enumerate(out):
+        if not isinstance(message, dict) or message.get("role") not in ("system", "developer"):
+            continue
+        content = message.get("content")
+        parts: list[Any] | None = None
+        if isinstance(content, str):
+            parts = _split_at_marker({"type": "text", "text": content}, marker)
+        elif isinstance(content, list):
+            for i, part in enumerate(content):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    split = _split_at_marker(part, marker)
+                    if split is not None:
+                        parts = [*content[:i], *split, *content[i + 1 :]]
+                        break
+        if parts is not None:
+            out[index] = {**message, "content": parts}
+            return out
+    return out
+
+
+def _split_at_marker(part: dict[str, Any], marker: str) -> list[dict[str, Any]] | None:
+    text = part["text"]
+    at = text.find(marker)
+    if at < 0:
+        return None
+    end = at + len(marker)
+    head = {**part, "text": text[:end], "cache_control": {"type": "ephemeral"}}
+    tail = text[end:]
+    return [head, {"type": "text", "text": tail}] if tail else [head]
 
 
 async def _relay(
