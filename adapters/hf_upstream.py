@@ -423,12 +423,17 @@ class HFUpstream:
             if usable > 0:
                 started = time.perf_counter()
                 cache = copy.deepcopy(entry.cache)
-                if usable < len(entry.tokens):
-                    cache.crop(usable - len(entry.tokens))  # the copy only
-                activation.restore_ms = (time.perf_counter() - started) * 1000
-                activation.prefix_tokens = usable
-                activation.kv = "hit"
-                return cache, usable
+                try:
+                    if usable < len(entry.tokens):
+                        cache.crop(usable - len(entry.tokens))  # the copy only
+                except (ValueError, NotImplementedError, AttributeError):
+                    cache = None  # a cache class that cannot be cropped: prefill cold
+                if cache is not None:
+                    activation.restore_ms = (time.perf_counter() - started) * 1000
+                    activation.prefix_tokens = usable
+                    activation.kv = "hit"
+                    return cache, usable
+                return None, 0
         import torch
         from transformers import DynamicCache
 
