@@ -51,7 +51,11 @@ from memory.lexical import tokenize
 from memory.render import render_item
 from memory.store import MemoryStore
 
-LEXICAL_WEIGHT = 0.25
+LEXICAL_WEIGHT = 1.0
+# the gate (does this query need memory at all?) keeps its own, calibrated
+# lexical weight, so ranking can lean harder on exact terms without letting
+# an everyday prompt in on a shared common word
+GATE_LEXICAL_WEIGHT = 0.25
 DEFAULT_MIN_SCORE = 0.35
 NEAR_DUPLICATE = 0.85
 TIE_MARGIN = 0.02
@@ -67,6 +71,8 @@ SPEAKER_BOOST = 0.1
 # GATE_BASE_SIZE memories: 0.35 up to 10 memories, ~0.45 at 700
 GATE_PER_DECADE = 0.055
 GATE_BASE_SIZE = 10
+# memories of one day share one date header in the rendered block (see pack)
+GROUP_BY_DATE = True
 MAX_RANKED = 256  # more than any budget holds (4,096 tokens ~ 160 turns)
 
 
@@ -99,6 +105,11 @@ def fuse(cosine: float, lexical: float) -> float:
     return cosine + LEXICAL_WEIGHT * lexical
 
 
+def gate_score(candidate: Candidate) -> float:
+    """The fused score the gate is calibrated on (see :data:`GATE_LEXICAL_WEIGHT`)."""
+    return candidate.cosine + GATE_LEXICAL_WEIGHT * candidate.lexical
+
+
 def candidate_count(max_items: int) -> int:
     return max(MIN_CANDIDATES, 2 * max_items)
 
@@ -126,7 +137,7 @@ def rank(
     nothing is recalled unless the best memory reaches ``min_score``; once it
     does, memories down to ``ITEM_FLOOR_RATIO * min_score`` may fill the budget.
     """
-    best = max([c.score for c in candidates] + [score for _, score in extra], default=-1.0)
+    best = max([gate_score(c) for c in candidates] + [score for _, score in extra], default=-1.0)
     if best < gate(min_score, population or len(candidates)):  # plain relevance, before any context
         return []
     scored = merge_best(contextualise(candidates, query), extra)
@@ -266,21 +277,63 @@ def pack(
 ) -> RecallResult:
     """Greedily take items by score while they fit the token budget.
 
-    ``MemCube.tokens`` (set at write time) is the cost; ``count`` is only
-    used for cubes stored without a count.
+    ``MemCube.tokens`` (set at write time, the full ``[date] content`` line)
+    is the cost; ``count`` is used for cubes stored without a count and for
+    the date-less body of a dated memory.
+
+    With :data:`GROUP_BY_DATE`, memories of one calendar day share one date
+    header: the first of them (in time order) is rendered with its date, the
+    rest without, so a day's header is paid once. Items come back day by day,
+    the days in the rank order of their best memory (so the first item belongs
+    to the best day; an undated memory is a day of its own), each day's
+    memories in time order; ``score`` still says how each ranked.
     """
-    items: list[Recalled] = []
+    chosen: list[tuple[MemCube, float, int, int]] = []  # cube, score, full cost, body cost
     used = 0
+    days: set[object] = set()
     for cube, score in ranked:
-        if len(items) >= max_items:
+        if len(chosen) >= max_items:
             break
-        text = render_item(cube)
-        tokens = cube.tokens if cube.tokens > 0 else count(text)
-        if used + tokens > budget:
+        full = cube.tokens if cube.tokens > 0 else count(render_item(cube))
+        day = cube.event_time.date() if (GROUP_BY_DATE and cube.event_time is not None) else None
+        body = full if day is None else min(full, _body_tokens(cube, count))
+        cost = body if (day is not None and day in days) else full
+        if used + cost > budget:
             continue
-        items.append(Recalled(cube=cube, score=score, tokens=tokens, text=text))
-        used += tokens
-    return RecallResult(items=items, tokens=used)
+        chosen.append((cube, score, full, body))
+        used += cost
+        if day is not None:
+            days.add(day)
+    if not GROUP_BY_DATE:
+        items = [Recalled(cube=c, score=s, tokens=f, text=render_item(c)) for c, s, f, _ in chosen]
+        return RecallResult(items=items, tokens=used)
+    groups: dict[object, list[tuple[MemCube, float, int, int]]] = {}
+    for entry in chosen:  # in rank order, so a group's first entry is its best
+        day = entry[0].event_time.date() if entry[0].event_time is not None else ("undated", entry[0].id)
+        groups.setdefault(day, []).append(entry)
+    items: list[Recalled] = []
+    for group in groups.values():
+        group.sort(key=lambda e: (e[0].event_time, e[0].created_at, e[0].id))
+        for n, (c, s, f, b) in enumerate(group):
+            if n == 0:
+                items.append(Recalled(cube=c, score=s, tokens=f, text=render_item(c)))
+            else:
+                items.append(Recalled(cube=c, score=s, tokens=b, text=c.content.strip()))
+    return RecallResult(items=items, tokens=sum(i.tokens for i in items))
+
+
+_BODY: dict[tuple[str, int, str], int] = {}
+
+
+def _body_tokens(cube: MemCube, count: Callable[[str], int]) -> int:
+    """Tokens of the memory's line without its date header (cached)."""
+    key = (cube.id, cube.version, cube.content)
+    tokens = _BODY.get(key)
+    if tokens is None:
+        if len(_BODY) >= _WORDS_MAX:
+            _BODY.clear()
+        tokens = _BODY[key] = count(cube.content.strip())
+    return tokens
 
 
 def merge_best(

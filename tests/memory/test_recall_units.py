@@ -76,12 +76,33 @@ def test_newer_wins_ties_between_near_duplicates() -> None:
 
 
 def test_pack_respects_budget_in_rank_order() -> None:
-    ranked = [(cube(i, f"m{i}", tokens=t), 1.0 - i / 10) for i, t in enumerate([40, 30, 50, 20])]
+    ranked = [(cube(i, f"m{i}", when=T0 + timedelta(days=i), tokens=t), 1.0 - i / 10)
+              for i, t in enumerate([40, 30, 50, 20])]
     result = pack(ranked, 90, 100, len)
     assert [r.cube.id for r in result.items] == ["mem_0000", "mem_0001", "mem_0003"]
     assert result.tokens == 90
     assert len(pack(ranked, 1000, 2, len).items) == 2
     assert pack(ranked, 10, 100, len).items == []
+
+
+def test_pack_shares_one_date_header_per_day_in_time_order() -> None:
+    def line(c: MemCube) -> str:
+        return f"[{c.event_time.date().isoformat()}] {c.content}"
+
+    a = cube(1, "Melanie: we went camping", when=T0 + timedelta(hours=1))
+    b = cube(2, "Caroline: that sounds fun", when=T0 + timedelta(hours=1))
+    c = cube(3, "Caroline: I painted a sunrise", when=T0 + timedelta(days=3))
+    ranked = [(x.evolve(tokens=len(line(x))), s) for x, s in ((c, 0.9), (b, 0.8), (a, 0.7))]
+    result = pack(ranked, 1000, 100, len)
+    assert [i.text for i in result.items] == [
+        "[2023-05-11] Caroline: I painted a sunrise", "[2023-05-08] Melanie: we went camping", "Caroline: that sounds fun"
+    ]  # best day first, write order within a day
+    assert [round(i.score, 1) for i in result.items] == [0.9, 0.7, 0.8]
+    assert result.tokens == sum(len(i.text) for i in result.items)
+    # the second memory of a day costs only its body, so it fits where a full line would not
+    budget = len(line(c)) + len(line(a)) + len(b.content)
+    assert len(pack(ranked, budget, 100, len).items) == 3
+    assert len(pack(ranked, budget - 1, 100, len).items) == 2
 
 
 def test_resolve_relative_dates_against_event_time() -> None:
