@@ -21,6 +21,7 @@ from memory.chroma_store import ChromaStore
 from memory.cube import IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, utcnow
 from memory.embedder import Embedder
 from memory.errors import InvalidMemory, MemoryNotFound
+from memory.extractor import FactExtractor
 from memory.lexcache import LexicalCache
 from memory.recall import (
     RecallResult,
@@ -168,6 +169,12 @@ class MemoryEngine:
         self._core: dict[str, CoreSet] = {}  # user -> cached core set (dropped on any change)
         self.recalls = RecallLog()
         self.scheduler = MemScheduler(self, settings.scheduler)
+        # optional LLM fact extraction after each stored turn; None (no LLM call ever) by default
+        self.extractor: FactExtractor | None = (
+            FactExtractor(settings.extractor, self, maxsize=settings.write_queue_size)
+            if settings.extractor.model
+            else None
+        )
 
     @classmethod
     async def open(
@@ -238,7 +245,13 @@ class MemoryEngine:
     # -- reading --------------------------------------------------------------
 
     async def search(
-        self, user: str, query: str, *, token_budget: int | None = None, limit: int | None = None
+        self,
+        user: str,
+        query: str,
+        *,
+        token_budget: int | None = None,
+        limit: int | None = None,
+        record: bool = True,
     ) -> RecallResult:
         budget = self.settings.token_budget if token_budget is None else token_budget
         max_items = self.settings.max_items if limit is None else limit
@@ -250,7 +263,8 @@ class MemoryEngine:
         candidates = await gather_candidates(self.store, owner_index, user, query, embedding, k)
         bridged = await self._bridge.scores(embedding, list(owner_index.cubes.values()), self.settings.min_score)
         ranked = rank(candidates, self.settings.min_score, bridged, query, len(owner_index.cubes))
-        self.recalls.note(user, [c.id for c, _ in ranked[:max_items]])  # the scheduler's evidence
+        if record:  # the scheduler's evidence (internal searches, e.g. the extractor's, are not)
+            self.recalls.note(user, [c.id for c, _ in ranked[:max_items]])
         ranked = [(c, s) for c, s in ranked if c.tier != Tier.CORE.value]  # core is injected anyway
         return pack(ranked, budget, max_items, self.counter.count)
 
@@ -340,7 +354,7 @@ class MemoryEngine:
 
     async def forget(self, user: str) -> int:
         """Delete every memory of ``user`` (turns already queued included)."""
-        await self.writer.flush()
+        await self.flush()
         count = await self.store.delete_owner(user)
         self._lexical.drop(user)
         self.invalidate_core(user)
@@ -358,26 +372,38 @@ class MemoryEngine:
         assistant_text: str,
         provenance: Provenance,
         event_time: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         """Queue one chat turn for storage; never blocks, never raises on a full queue."""
         content = turn_content(user_text, assistant_text)
         if not content:
             return
-        self.writer.submit(Turn(owner, content, provenance, event_time or utcnow()))
+        self.writer.submit(Turn(owner, content, provenance, event_time or utcnow(), metadata))
 
     async def _write_turns(self, turns: list[Turn]) -> None:
         cubes = [
-            self._build(t.owner, NewMemory(content=t.content, kind=Kind.EPISODIC.value, event_time=t.event_time), t.provenance)
+            self._build(
+                t.owner,
+                NewMemory(content=t.content, kind=Kind.EPISODIC.value, event_time=t.event_time, metadata=dict(t.metadata or {})),
+                t.provenance,
+            )
             for t in turns
         ]
-        await self._store_new(cubes)
+        stored = await self._store_new(cubes)
+        if self.extractor is not None:  # queued for its own worker: never holds up the writer
+            self.extractor.submit(stored)
 
     async def flush(self) -> None:
+        """Wait until queued turns are written (and, with an extractor, their facts extracted)."""
         await self.writer.flush()
+        if self.extractor is not None:
+            await self.extractor.flush()
 
     async def aclose(self) -> None:
         await self.scheduler.aclose()
         await self.writer.aclose()
+        if self.extractor is not None:
+            await self.extractor.aclose()
         await self.store.aclose()
         if self._owns_embedder:
             self.embedder.close()

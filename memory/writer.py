@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from memory.cube import Owner, Provenance
 from memory.render import strip_injected
@@ -31,6 +32,7 @@ class Turn:
     content: str
     provenance: Provenance
     event_time: datetime | None = None
+    metadata: dict[str, Any] | None = None  # stored on the turn's memory (e.g. a benchmark's dia_id)
 
 
 def turn_content(user_text: str, assistant_text: str) -> str:

@@ -91,6 +91,18 @@ class SchedulerSettings(BaseModel):
     episodic_ttl_s: float = 0.0  # archive episodic turns older than this; 0: never
 
 
+class ExtractorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    """Optional LLM fact extraction on the write path (see memory/extractor.py)."""
+
+    model: str | None = None  # any litellm model name (e.g. openai/gpt-4o-mini); None: off
+    base_url: str | None = None  # litellm's api_base (an OpenAI-compatible server, ...)
+    api_key: str | None = None  # None: litellm's provider environment variable
+    timeout_s: float = 30.0  # whole-call timeout; exceeded -> the turn gets no facts
+    max_facts: int = 8  # most facts kept from one turn
+
+
 class MemorySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -109,6 +121,7 @@ class MemorySettings(BaseModel):
     write_linger_ms: int = 100
     core_token_budget: int = 1024  # most tokens (cl100k) of core memories injected on every request
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    extractor: ExtractorSettings = Field(default_factory=ExtractorSettings)
 
 
 class Settings(BaseSettings):
