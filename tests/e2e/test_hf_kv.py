@@ -6,7 +6,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-pytest.importorskip("transformers")
+import transformers  # noqa: F401  (a hard dependency: a missing install must fail, not skip)
 
 from tests.hf_tiny import build_tiny_model  # noqa: E402
 from tests.openai_schema import validate  # noqa: E402

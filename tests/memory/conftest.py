@@ -41,8 +41,7 @@ def open_engine(embedder: Embedder, tmp_path: Path) -> EngineFactory:
 
 @pytest.fixture
 def chroma_server(tmp_path: Path) -> Iterator[ChromaServer]:
-    if not chroma_binary().exists():
-        pytest.skip("the chroma CLI is not installed next to this Python")
+    assert chroma_binary().exists(), "the chroma CLI (installed with chromadb) is missing next to this Python"
     server = ChromaServer(tmp_path / "chroma-server")
     yield server
     server.stop()
