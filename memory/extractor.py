@@ -24,13 +24,13 @@ into the writer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from memory.cube import Kind, MemCube, Provenance, State, isoformat
+from memory.worker import QueueWorker
 
 if TYPE_CHECKING:
     from memory.engine import MemoryEngine
@@ -128,18 +128,15 @@ def build_messages(turn: MemCube, existing: list[MemCube]) -> list[dict[str, str
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-class FactExtractor:
+class FactExtractor(QueueWorker[MemCube]):
     """One background worker turning stored turns into facts, one LLM call each."""
 
     def __init__(self, settings: ExtractorSettings, engine: MemoryEngine, maxsize: int = 10_000) -> None:
         self.settings = settings
         self.engine = engine
-        self._queue: asyncio.Queue[MemCube] = asyncio.Queue(maxsize=maxsize)
-        self._worker: asyncio.Task[None] | None = None
-        self._closed = False
+        super().__init__(maxsize, "memproxy-extractor")
         self.calls = 0  # LLM calls made
         self.failed = 0  # turns whose call or answer was unusable
-        self.dropped = 0
         self.stored = 0  # facts stored
         self.superseded = 0
 
@@ -147,17 +144,7 @@ class FactExtractor:
 
     def submit(self, turns: list[MemCube]) -> None:
         for turn in turns:
-            if self._closed:
-                self.dropped += 1
-                continue
-            try:
-                self._queue.put_nowait(turn)
-            except asyncio.QueueFull:
-                self.dropped += 1
-                log.warning("fact extraction queue full; skipped turn %s", turn.id)
-                continue
-            if self._worker is None or self._worker.done():
-                self._worker = asyncio.get_running_loop().create_task(self._run(), name="memproxy-extractor")
+            self.offer(turn)
 
     async def _run(self) -> None:
         while True:
@@ -168,19 +155,6 @@ class FactExtractor:
                 log.exception("fact extraction failed for turn %s", turn.id)
             finally:
                 self._queue.task_done()
-
-    async def flush(self) -> None:
-        if self._worker is not None:
-            await self._queue.join()
-
-    async def aclose(self) -> None:
-        self._closed = True
-        await self.flush()
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
 
     # -- one turn -----------------------------------------------------------
 

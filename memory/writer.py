@@ -11,7 +11,6 @@ exception and counted; the worker keeps going.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 
 from memory.cube import Owner, Provenance
 from memory.render import strip_injected
+from memory.worker import QueueWorker
 
 log = logging.getLogger(__name__)
 
@@ -47,37 +47,18 @@ def turn_content(user_text: str, assistant_text: str) -> str:
 Sink = Callable[[list[Turn]], Awaitable[None]]
 
 
-class TurnWriter:
+class TurnWriter(QueueWorker[Turn]):
     def __init__(self, sink: Sink, maxsize: int, batch_size: int = BATCH_SIZE, linger_s: float = 0.0) -> None:
+        super().__init__(maxsize, "memproxy-writer")
         self._sink = sink
         self._linger_s = linger_s
-        self._queue: asyncio.Queue[Turn] = asyncio.Queue(maxsize=maxsize)
         self._batch_size = batch_size
-        self._worker: asyncio.Task[None] | None = None
-        self._closed = False
-        self.dropped = 0
         self.failed = 0
         self.written = 0
 
     def submit(self, turn: Turn) -> bool:
         """Queue a turn; False (and a warning) when it had to be dropped."""
-        if self._closed:
-            log.warning("memory writer is closed; dropping a turn for user %r", turn.owner.user)
-            self.dropped += 1
-            return False
-        try:
-            self._queue.put_nowait(turn)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            log.warning("memory write queue full (%d); dropped a turn (%d dropped so far)",
-                        self._queue.maxsize, self.dropped)
-            return False
-        self._ensure_worker()
-        return True
-
-    def _ensure_worker(self) -> None:
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._run(), name="memproxy-writer")
+        return self.offer(turn)
 
     async def _run(self) -> None:
         while True:
@@ -95,18 +76,3 @@ class TurnWriter:
             finally:
                 for _ in batch:
                     self._queue.task_done()
-
-    async def flush(self) -> None:
-        """Wait until every turn queued so far has been written (or failed)."""
-        if self._worker is not None:
-            await self._queue.join()
-
-    async def aclose(self) -> None:
-        """Drain the queue, then stop the worker."""
-        self._closed = True
-        await self.flush()
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
