@@ -22,6 +22,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 
+# the metadata key memproxy keeps its own annotations under (resolved dates,
+# scheduler promotion); everything else in ``metadata`` is the user's
+META_KEY = "_memproxy"
+
+
 class Kind(str, enum.Enum):
     """What a memory is. Free strings are accepted too; these are the built-ins."""
 

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memory.chroma_store import ChromaStore
-from memory.cube import IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, utcnow
+from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, utcnow
 from memory.embedder import Embedder
+from memory.encoding import encode
 from memory.errors import InvalidMemory, MemoryNotFound
 from memory.extractor import FactExtractor
 from memory.lexcache import LexicalCache
 from memory.recall import (
+    DATES_KEY,
     RecallResult,
     Recalled,
     candidate_count,
@@ -35,6 +37,7 @@ from memory.render import render_item
 from memory.standing import DomainBridge
 from memory.scheduler import MemScheduler, RecallLog
 from memory.store import MemoryStore
+from memory.timeparse import query_time, resolve_relative
 from memory.tokens import TokenCounter
 from memory.writer import Turn, TurnWriter, turn_content
 
@@ -144,6 +147,26 @@ def _event_time(value: datetime | None) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
+def stamp_dates(cube: MemCube) -> MemCube:
+    """Record the dates the memory's relative expressions ("yesterday", "last
+    week") resolve to, against its event time (else its write time), in
+    ``metadata._memproxy.dates``; recall boosts memories by them when a query
+    names a time. Other ``_memproxy`` keys are kept."""
+    dates = resolve_relative(cube.content, cube.event_time or cube.created_at)
+    system = cube.metadata.get(META_KEY)
+    system = dict(system) if isinstance(system, dict) else {}
+    if dates:
+        system[DATES_KEY] = dates
+    elif DATES_KEY not in system:
+        return cube
+    else:
+        del system[DATES_KEY]
+    metadata = {k: v for k, v in cube.metadata.items() if k != META_KEY}
+    if system:
+        metadata[META_KEY] = system
+    return cube.evolve(metadata=metadata)
+
+
 class MemoryEngine:
     def __init__(
         self,
@@ -216,7 +239,7 @@ class MemoryEngine:
             provenance=provenance,
             metadata=_metadata(item.metadata),
         )
-        return self._token_count(cube)
+        return self._token_count(stamp_dates(cube))
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
         """Embed in small batches so recall queries can interleave on the
@@ -227,7 +250,7 @@ class MemoryEngine:
     async def _store_new(self, cubes: list[MemCube]) -> list[MemCube]:
         if not cubes:
             return []
-        embeddings = await self._embed([c.content for c in cubes])
+        embeddings = await encode(self._embed, [c.content for c in cubes])
         await self.store.add(cubes, embeddings)
         for user in {c.owner.user for c in cubes if c.tier == Tier.CORE.value}:
             self.invalidate_core(user)
@@ -262,7 +285,8 @@ class MemoryEngine:
         owner_index = await self._lexical.index(user)
         candidates = await gather_candidates(self.store, owner_index, user, query, embedding, k)
         bridged = await self._bridge.scores(embedding, list(owner_index.cubes.values()), self.settings.min_score)
-        ranked = rank(candidates, self.settings.min_score, bridged, query, len(owner_index.cubes))
+        when = query_time(query, now=utcnow())
+        ranked = rank(candidates, self.settings.min_score, bridged, query, len(owner_index.cubes), when)
         if record:  # the scheduler's evidence (internal searches, e.g. the extractor's, are not)
             self.recalls.note(user, [c.id for c, _ in ranked[:max_items]])
         ranked = [(c, s) for c, s in ranked if c.tier != Tier.CORE.value]  # core is injected anyway
@@ -331,14 +355,15 @@ class MemoryEngine:
             changes["tier"] = _choice(patch.tier, TIERS, "tier")
         if patch.state is not None:
             changes["state"] = _choice(patch.state, STATES, "state")
-        return self._token_count(cube.evolve(**changes, version=cube.version + 1, updated_at=utcnow()))
+        updated = cube.evolve(**changes, version=cube.version + 1, updated_at=utcnow())
+        return self._token_count(stamp_dates(updated))
 
     async def update(self, memory_id: str, patch: MemoryPatch) -> MemCube:
         cube = await self.get(memory_id)
         updated = self._patched(cube, patch)
         embedding = None
         if updated.content != cube.content:
-            embedding = (await self.embedder.embed([updated.content]))[0]
+            embedding = (await encode(self._embed, [updated.content]))[0]
         await self.store.update(updated, embedding)
         if Tier.CORE.value in (cube.tier, updated.tier):
             self.invalidate_core(cube.owner.user)

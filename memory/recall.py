@@ -48,15 +48,16 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from memory.cube import MemCube
+from memory.cube import META_KEY, MemCube
 from memory.lexcache import OwnerIndex
 from memory.lexical import tokenize
 from memory.render import render_item
 from memory.store import MemoryStore
+from memory.timeparse import QueryTime, resolve_relative, span_of
 
 LEXICAL_WEIGHT = 2.0
 # the gate (does this query need memory at all?) keeps its own, calibrated
@@ -73,6 +74,10 @@ ITEM_FLOOR_RATIO = 0.5
 NEIGHBOUR_WEIGHT = 0.3
 SESSION_WEIGHT = 0.5
 SPEAKER_BOOST = 0.1
+# a memory whose event day, or a date it mentions, falls in the time the
+# query names ("on 16 June, 2023", "in May 2023", "in June") gains this
+TIME_BOOST = 0.3
+DATES_KEY = "dates"  # metadata["_memproxy"]["dates"]: relative dates resolved at write time
 # the best of N unrelated memories creeps up with N (an extreme value), so the
 # gate rises by GATE_PER_DECADE per tenfold growth of the owner beyond
 # GATE_BASE_SIZE memories: 0.35 up to 10 memories, ~0.45 at 700
@@ -80,6 +85,8 @@ GATE_PER_DECADE = 0.055
 GATE_BASE_SIZE = 10
 # memories of one day share one date header in the rendered block (see pack)
 GROUP_BY_DATE = True
+FEEDBACK_DOCS = 0
+FEEDBACK_WEIGHT = 0.0
 MAX_RANKED = 256  # more than any budget holds (4,096 tokens ~ 160 turns)
 
 
@@ -102,10 +109,11 @@ class Candidate:
     cube: MemCube
     cosine: float
     lexical: float
+    feedback: float = 0.0  # cosine with the centroid of the query's best memories (see score_all)
 
     @property
     def score(self) -> float:
-        return fuse(self.cosine, self.lexical)
+        return fuse(self.cosine, self.lexical) + FEEDBACK_WEIGHT * self.feedback
 
 
 def fuse(cosine: float, lexical: float) -> float:
@@ -136,6 +144,7 @@ def rank(
     extra: Sequence[tuple[MemCube, float]] = (),
     query: str = "",
     population: int = 0,
+    when: QueryTime | None = None,
 ) -> list[tuple[MemCube, float]]:
     """Context, gate, floor, order, and near-duplicate suppression.
 
@@ -148,7 +157,7 @@ def rank(
     if best < gate(min_score, population or len(candidates)):  # plain relevance, before any context
         return []
     floor = min_score * ITEM_FLOOR_RATIO  # on plain relevance: context alone cannot bring a memory in
-    scored = merge_best(contextualise(candidates, query, floor), extra)
+    scored = merge_best(contextualise(candidates, query, floor, when), extra)
     plain = {c.cube.id: c.score for c in candidates}
     plain.update({cube.id: max(score, plain.get(cube.id, score)) for cube, score in extra})
     kept: list[tuple[MemCube, float, frozenset[str]]] = []
@@ -213,7 +222,7 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z'-]+")
 
 
 def contextualise(
-    candidates: Sequence[Candidate], query: str = "", floor: float = -math.inf
+    candidates: Sequence[Candidate], query: str = "", floor: float = -math.inf, when: QueryTime | None = None
 ) -> list[tuple[MemCube, float]]:
     """Fused scores lifted by their context, in rank order.
 
@@ -221,7 +230,9 @@ def contextualise(
       its two neighbours in write order within the same session (the answer is
       often the turn after the question, and the question names the topic);
     - session: ``SESSION_WEIGHT`` of the best score in the memory's session;
-    - speaker: ``SPEAKER_BOOST`` when the query names the memory's speaker.
+    - speaker: ``SPEAKER_BOOST`` when the query names the memory's speaker;
+    - time: ``TIME_BOOST`` when the memory falls in the time the query names
+      (``when``, see :func:`in_time`).
 
     Memories whose own fused score is under ``floor`` are left out.
     """
@@ -248,9 +259,41 @@ def contextualise(
             score += SESSION_WEIGHT * best_in_session[keys[i]]
         if speakers and cand.cube.metadata.get("speaker") in speakers:
             score += SPEAKER_BOOST
+        if when is not None and TIME_BOOST and in_time(cand.cube, when):
+            score += TIME_BOOST
         out.append((cand.cube, score))
     out.sort(key=_sort_key)
     return out
+
+
+def in_time(cube: MemCube, when: QueryTime) -> bool:
+    """Whether the memory's event day, or a date it mentions, meets ``when``."""
+    if cube.event_time is not None:
+        day = cube.event_time.date()
+        if when.overlaps(day, day + timedelta(days=1)):
+            return True
+    return any(when.overlaps(start, end) for start, end in mentioned_spans(cube))
+
+
+_SPANS: dict[tuple[str, int, str], tuple[tuple[date, date], ...]] = {}
+
+
+def mentioned_spans(cube: MemCube) -> tuple[tuple[date, date], ...]:
+    """The dates the memory's relative expressions resolve to: those stored at
+    write time (``metadata._memproxy.dates``), else resolved now (cached)."""
+    key = (cube.id, cube.version, cube.content)
+    spans = _SPANS.get(key)
+    if spans is None:
+        meta = cube.metadata.get(META_KEY) if isinstance(cube.metadata, dict) else None
+        stored = meta.get(DATES_KEY) if isinstance(meta, dict) else None
+        if isinstance(stored, list):
+            values = [v for v in stored if isinstance(v, str)]
+        else:
+            values = resolve_relative(cube.content, recency(cube))
+        if len(_SPANS) >= _WORDS_MAX:
+            _SPANS.clear()
+        spans = _SPANS[key] = tuple(span for span in map(span_of, values) if span is not None)
+    return spans
 
 
 _WORDS: dict[tuple[str, int, str], frozenset[str]] = {}
@@ -389,4 +432,12 @@ def score_all(owner_index: OwnerIndex, query: str, embedding: np.ndarray) -> lis
     cosines = matrix @ np.asarray(embedding, dtype=np.float32).reshape(-1)
     lexical = owner_index.bm25.scores(query)
     cubes = owner_index.cubes
-    return [Candidate(cubes[i], float(c), lexical.get(i, 0.0)) for i, c in zip(ids, cosines)]
+    lex = np.array([lexical.get(i, 0.0) for i in ids], dtype=np.float32)
+    feedback = np.zeros(len(ids), dtype=np.float32)
+    if FEEDBACK_DOCS and FEEDBACK_WEIGHT and len(ids) > FEEDBACK_DOCS:
+        fused = cosines + LEXICAL_WEIGHT * lex
+        top = np.argpartition(-fused, FEEDBACK_DOCS)[:FEEDBACK_DOCS]
+        centroid = matrix[top].mean(axis=0)
+        centroid /= max(float(np.linalg.norm(centroid)), 1e-9)
+        feedback = matrix @ centroid
+    return [Candidate(cubes[i], float(c), float(x), float(f)) for i, c, x, f in zip(ids, cosines, lex, feedback)]

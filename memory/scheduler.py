@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from memory.cube import Kind, MemCube, State, Tier, isoformat, parse_time, utcnow
+from memory.cube import META_KEY, Kind, MemCube, State, Tier, isoformat, parse_time, utcnow
 
 if TYPE_CHECKING:
     from memory.engine import MemoryEngine
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("memproxy.scheduler")
 
-META_KEY = "_memproxy"
 DECISIONS_KEPT = 100
 
 
@@ -155,7 +154,7 @@ class MemScheduler:
             promoted = parse_time(cube.metadata[META_KEY]["promoted_at"])
             idle_since = max(last or 0.0, promoted.timestamp() if promoted else 0.0)
             if now - idle_since >= self.settings.demote_idle_s:
-                metadata = {k: v for k, v in cube.metadata.items() if k != META_KEY}
+                metadata = _without_promotion(cube.metadata)
                 await self.engine.update(cube.id, MemoryPatch(tier=Tier.RECALL.value, metadata=metadata))
                 made.append(self._decide("demote", cube, f"not recalled for {self.settings.demote_idle_s:.0f}s"))
         core = await self.engine.core(user)
@@ -172,7 +171,9 @@ class MemScheduler:
                 continue  # already core, or its recalls are too old (it would be demoted at once)
             if used + cube.tokens > self.engine.settings.core_token_budget:
                 continue
-            metadata = {**cube.metadata, META_KEY: {"promoted_at": isoformat(utcnow()), "recalls": hits}}
+            system = cube.metadata.get(META_KEY)
+            system = {**(system if isinstance(system, dict) else {}), "promoted_at": isoformat(utcnow()), "recalls": hits}
+            metadata = {**cube.metadata, META_KEY: system}
             await self.engine.update(cube.id, MemoryPatch(tier=Tier.CORE.value, metadata=metadata))
             used += cube.tokens
             made.append(
@@ -200,3 +201,14 @@ class MemScheduler:
         log.info("scheduler %s %s (%s): %s", action, cube.id, cube.owner.user, reason)
         self._decisions.setdefault(cube.owner.user, deque(maxlen=DECISIONS_KEPT)).append(decision)
         return decision
+
+
+def _without_promotion(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``metadata`` minus the scheduler's promotion marks (other ``_memproxy`` keys stay)."""
+    system = metadata.get(META_KEY)
+    rest = {k: v for k, v in metadata.items() if k != META_KEY}
+    if isinstance(system, dict):
+        kept = {k: v for k, v in system.items() if k not in ("promoted_at", "recalls")}
+        if kept:
+            rest[META_KEY] = kept
+    return rest

@@ -5,16 +5,16 @@ the time a query names.
   "3 days ago", "last Friday" … in a memory written at ``event_time`` into
   absolute dates or months (ISO strings), meant to be stored alongside the
   memory so that "when did X happen?" can be answered with a date.
-- :func:`query_range` reads the time a query names ("in May 2023",
-  "in 2022", "last summer" relative to ``now``) as a ``[start, end)`` range,
-  for filtering or boosting by ``event_time``.
-
-Not yet wired into ranking: the LoCoMo bench did not get to measure it.
+- :func:`query_time` reads the time a query names ("on 16 June, 2023",
+  "in May 2023", "in 2022", "summer 2021", "in June", "last summer"
+  relative to ``now``), for boosting memories whose event time, or a date
+  they mention, falls in it (see :mod:`memory.recall`).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 MONTHS = ("january february march april may june july august september october november december").split()
@@ -85,27 +85,90 @@ def resolve_relative(text: str, event_time: datetime) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def query_range(query: str, now: datetime | None = None) -> tuple[date, date] | None:
-    """The ``[start, end)`` dates a query names, or None."""
-    match = _MONTH_YEAR.search(query)
-    if match:
-        start = date(int(match.group(2)), MONTHS.index(match.group(1).lower()) + 1, 1)
-        return start, _month_shift(start, 1)
-    match = _YEAR.search(query)
-    if match:
-        year = int(match.group(1))
-        return date(year, 1, 1), date(year + 1, 1, 1)
-    match = _SEASON.search(query)
-    if match and now is not None:
-        month = SEASON_START[match.group(2).lower()]
-        year = now.year - (1 if match.group(1).lower() == "last" or month > now.month else 0)
+@dataclass(frozen=True, slots=True)
+class QueryTime:
+    """The time a query names: date spans (``[start, end)``) and months of any year."""
+
+    spans: tuple[tuple[date, date], ...] = ()
+    months: frozenset[int] = frozenset()
+
+    def overlaps(self, start: date, end: date) -> bool:
+        """Whether ``[start, end)`` meets the named time."""
+        if any(start < hi and lo < end for lo, hi in self.spans):
+            return True
+        return bool(self.months) and _touches_months(start, end, self.months)
+
+
+def _touches_months(start: date, end: date, months: frozenset[int]) -> bool:
+    day = date(start.year, start.month, 1)
+    while day < end:
+        if day.month in months:
+            return True
+        day = _month_shift(day, 1)
+    return False
+
+
+_MONTH = "(" + "|".join(MONTHS) + ")"
+_DAY_MONTH_YEAR = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)? " + _MONTH + r",? (\d{4})\b", re.I)
+_MONTH_DAY_YEAR = re.compile(r"\b" + _MONTH + r" (\d{1,2})(?:st|nd|rd|th)?,? (\d{4})\b", re.I)
+_SEASON_YEAR = re.compile(r"\b(spring|summer|autumn|fall|winter)(?: of)?,? (\d{4})\b", re.I)
+_MONTH_ALONE = re.compile(r"\b(?:in|during|since|early|late|mid|of|this|last) " + _MONTH + r"\b(?!,? \d)", re.I)
+
+
+def query_time(query: str, now: datetime | None = None) -> QueryTime | None:
+    """The time a query names, or None.
+
+    Days ("on 16 June, 2023", "October 13, 2023"), months ("in May 2023"),
+    years ("in 2022"), seasons ("summer 2021"; "last summer" against ``now``)
+    and bare months ("in June": June of any year).
+    """
+    spans: list[tuple[date, date]] = []
+    taken: list[tuple[int, int]] = []  # character ranges already read as a day
+    for pattern, order in ((_DAY_MONTH_YEAR, (1, 2, 3)), (_MONTH_DAY_YEAR, (2, 1, 3))):
+        for m in pattern.finditer(query):
+            day_text, month_text, year_text = (m.group(i) for i in order)
+            try:
+                day = date(int(year_text), MONTHS.index(month_text.lower()) + 1, int(day_text))
+            except ValueError:
+                continue
+            spans.append((day, day + timedelta(days=1)))
+            taken.append(m.span())
+    for m in _MONTH_YEAR.finditer(query):
+        if not any(lo <= m.start() < hi for lo, hi in taken):
+            start = date(int(m.group(2)), MONTHS.index(m.group(1).lower()) + 1, 1)
+            spans.append((start, _month_shift(start, 1)))
+    for m in _YEAR.finditer(query):
+        year = int(m.group(1))
+        spans.append((date(year, 1, 1), date(year + 1, 1, 1)))
+    for m in _SEASON_YEAR.finditer(query):
+        start = date(int(m.group(2)), SEASON_START[m.group(1).lower()], 1)
+        spans.append((start, _month_shift(start, 3)))
+    season = _SEASON.search(query)
+    if season and now is not None:
+        month = SEASON_START[season.group(2).lower()]
+        year = now.year - (1 if season.group(1).lower() == "last" or month > now.month else 0)
         start = date(year, month, 1)
-        return start, _month_shift(start, 3)
+        spans.append((start, _month_shift(start, 3)))
+    months = frozenset(MONTHS.index(m.group(1).lower()) + 1 for m in _MONTH_ALONE.finditer(query))
+    if not spans and not months:
+        return None
+    return QueryTime(tuple(spans), months)
+
+
+def span_of(resolved: str) -> tuple[date, date] | None:
+    """The ``[start, end)`` of one :func:`resolve_relative` value."""
+    try:
+        if resolved.startswith("week of "):
+            start = date.fromisoformat(resolved[8:])
+            return start, start + timedelta(days=7)
+        if len(resolved) == 10:
+            day = date.fromisoformat(resolved)
+            return day, day + timedelta(days=1)
+        if len(resolved) == 7:
+            start = date(int(resolved[:4]), int(resolved[5:]), 1)
+            return start, _month_shift(start, 1)
+        if len(resolved) == 4:
+            return date(int(resolved), 1, 1), date(int(resolved) + 1, 1, 1)
+    except ValueError:
+        return None
     return None
-
-
-def in_range(when: datetime | None, span: tuple[date, date] | None) -> bool:
-    """Whether ``when`` falls in ``span`` (no span: everything does; no time: nothing)."""
-    if span is None:
-        return True
-    return when is not None and span[0] <= when.date() < span[1]

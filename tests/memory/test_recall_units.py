@@ -10,7 +10,8 @@ from memory import recall
 from memory.cube import MemCube, Owner
 from memory.lexcache import OwnerIndex
 from memory.recall import Candidate, fuse, gate, pack, rank, score_all
-from memory.timeparse import in_range, query_range, resolve_relative
+from memory.engine import stamp_dates
+from memory.timeparse import query_time, resolve_relative, span_of
 
 T0 = datetime(2023, 5, 8, 13, 56, tzinfo=timezone.utc)  # a Monday
 
@@ -117,11 +118,53 @@ def test_resolve_relative_dates_against_event_time() -> None:
     assert resolve_relative("nothing relative here", T0) == []
 
 
-def test_query_time_ranges_and_filter() -> None:
-    assert query_range("What did Caroline do in May 2023?") == (date(2023, 5, 1), date(2023, 6, 1))
-    assert query_range("Where did they travel in 2022?") == (date(2022, 1, 1), date(2023, 1, 1))
-    assert query_range("what did I do last summer?", now=T0) == (date(2022, 6, 1), date(2022, 9, 1))
-    assert query_range("what is my dog's name?") is None
-    span = query_range("in May 2023")
-    assert in_range(T0, span) and not in_range(T0 + timedelta(days=40), span)
-    assert in_range(None, None) and not in_range(None, span)
+def test_query_time_reads_days_months_years_and_seasons() -> None:
+    def spans(query: str, now: datetime | None = None) -> tuple[tuple[date, date], ...]:
+        found = query_time(query, now)
+        assert found is not None, query
+        return found.spans
+
+    day = (date(2023, 6, 16), date(2023, 6, 17))
+    assert spans("What exciting news did Maria share on 16 June, 2023?") == (day,)
+    assert spans("what happened on June 16, 2023") == (day,)
+    assert spans("What did Caroline do in May 2023?") == ((date(2023, 5, 1), date(2023, 6, 1)),)
+    assert spans("Where did they travel in 2022?") == ((date(2022, 1, 1), date(2023, 1, 1)),)
+    assert spans("What state did Joanna visit in summer 2021?") == ((date(2021, 6, 1), date(2021, 9, 1)),)
+    assert spans("what did I do last summer?", now=T0) == ((date(2022, 6, 1), date(2022, 9, 1)),)
+    june = query_time("When did Melanie go camping in June?")
+    assert june is not None and june.months == {6} and not june.spans
+    assert june.overlaps(date(2021, 6, 3), date(2021, 6, 4)) and not june.overlaps(date(2021, 7, 1), date(2021, 7, 2))
+    assert query_time("what is my dog's name?") is None
+    assert query_time("May I ask you something?") is None
+    assert query_time("what did I do last summer?") is None  # relative, and no "now" to read it against
+
+
+def test_span_of_resolved_values() -> None:
+    assert span_of("2023-05-07") == (date(2023, 5, 7), date(2023, 5, 8))
+    assert span_of("week of 2023-05-01") == (date(2023, 5, 1), date(2023, 5, 8))
+    assert span_of("2023-04") == (date(2023, 4, 1), date(2023, 5, 1))
+    assert span_of("2022") == (date(2022, 1, 1), date(2023, 1, 1))
+    assert span_of("soon") is None
+
+
+def test_time_boost_lifts_memories_in_the_named_time() -> None:
+    may = cube(1, "Maria: we volunteered at the shelter", when=T0)
+    july = cube(2, "Maria: we cooked dinner at the shelter", when=T0 + timedelta(days=60))
+    mention = cube(3, "Maria: last month we packed food boxes", when=T0 + timedelta(days=30))  # June: "last month" = May
+    cands = [Candidate(may, 0.5, 0.0), Candidate(july, 0.55, 0.0), Candidate(mention, 0.45, 0.0)]
+    when = query_time("What did Maria do in May 2023?")
+    scores = dict((c.id, s) for c, s in rank(cands, 0.35, query="What did Maria do in May 2023?", when=when))
+    plain = dict((c.id, s) for c, s in rank(cands, 0.35, query="What did Maria do in May 2023?"))
+    assert scores["mem_0001"] > scores["mem_0002"]  # in May, so it now outranks the closer July match
+    assert abs(scores["mem_0003"] - plain["mem_0003"] - recall.TIME_BOOST) < 1e-9  # by the date it mentions
+    assert abs(scores["mem_0002"] - plain["mem_0002"]) < 1e-9
+
+
+def test_stamp_dates_records_resolved_dates_and_keeps_other_marks() -> None:
+    stamped = stamp_dates(cube(1, "I went to the support group yesterday", keep="me"))
+    assert stamped.metadata == {"keep": "me", "_memproxy": {"dates": ["2023-05-07"]}}
+    assert recall.mentioned_spans(stamped) == ((date(2023, 5, 7), date(2023, 5, 8)),)
+    promoted = cube(2, "I like tea", _memproxy={"promoted_at": "2023-05-08T00:00:00Z", "dates": ["2023-05-07"]})
+    assert stamp_dates(promoted).metadata == {"_memproxy": {"promoted_at": "2023-05-08T00:00:00Z"}}
+    plain = cube(3, "I like tea")
+    assert stamp_dates(plain) is plain
