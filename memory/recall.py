@@ -85,8 +85,6 @@ GATE_PER_DECADE = 0.055
 GATE_BASE_SIZE = 10
 # memories of one day share one date header in the rendered block (see pack)
 GROUP_BY_DATE = True
-FEEDBACK_DOCS = 0
-FEEDBACK_WEIGHT = 0.0
 MAX_RANKED = 256  # more than any budget holds (4,096 tokens ~ 160 turns)
 
 
@@ -109,11 +107,10 @@ class Candidate:
     cube: MemCube
     cosine: float
     lexical: float
-    feedback: float = 0.0  # cosine with the centroid of the query's best memories (see score_all)
 
     @property
     def score(self) -> float:
-        return fuse(self.cosine, self.lexical) + FEEDBACK_WEIGHT * self.feedback
+        return fuse(self.cosine, self.lexical)
 
 
 def fuse(cosine: float, lexical: float) -> float:
@@ -432,12 +429,4 @@ def score_all(owner_index: OwnerIndex, query: str, embedding: np.ndarray) -> lis
     cosines = matrix @ np.asarray(embedding, dtype=np.float32).reshape(-1)
     lexical = owner_index.bm25.scores(query)
     cubes = owner_index.cubes
-    lex = np.array([lexical.get(i, 0.0) for i in ids], dtype=np.float32)
-    feedback = np.zeros(len(ids), dtype=np.float32)
-    if FEEDBACK_DOCS and FEEDBACK_WEIGHT and len(ids) > FEEDBACK_DOCS:
-        fused = cosines + LEXICAL_WEIGHT * lex
-        top = np.argpartition(-fused, FEEDBACK_DOCS)[:FEEDBACK_DOCS]
-        centroid = matrix[top].mean(axis=0)
-        centroid /= max(float(np.linalg.norm(centroid)), 1e-9)
-        feedback = matrix @ centroid
-    return [Candidate(cubes[i], float(c), float(x), float(f)) for i, c, x, f in zip(ids, cosines, lex, feedback)]
+    return [Candidate(cubes[i], float(c), lexical.get(i, 0.0)) for i, c in zip(ids, cosines)]
