@@ -236,7 +236,8 @@ def contextualise(
     if not candidates:
         return []
     ordered = sorted(candidates, key=lambda c: c.cube.id)
-    base = [c.score for c in ordered]
+    timed = TIME_BOOST if when is not None else 0.0
+    base = [c.score + (timed if timed and in_time(c.cube, when) else 0.0) for c in ordered]
     keys = [session_key(c.cube) for c in ordered]
     best_in_session: dict[object, float] = {}
     for key, score in zip(keys, base):
@@ -246,7 +247,7 @@ def contextualise(
     out: list[tuple[MemCube, float]] = []
     for i, cand in enumerate(ordered):
         score = base[i]
-        if score < floor:  # context never brings a memory in (only lifts one that is in)
+        if cand.score < floor:  # context never brings a memory in (only lifts one that is in)
             continue
         if NEIGHBOUR_WEIGHT:
             near = [base[j] for j in (i - 1, i + 1) if 0 <= j < len(ordered) and keys[j] == keys[i]]
@@ -256,8 +257,6 @@ def contextualise(
             score += SESSION_WEIGHT * best_in_session[keys[i]]
         if speakers and cand.cube.metadata.get("speaker") in speakers:
             score += SPEAKER_BOOST
-        if when is not None and TIME_BOOST and in_time(cand.cube, when):
-            score += TIME_BOOST
         out.append((cand.cube, score))
     out.sort(key=_sort_key)
     return out

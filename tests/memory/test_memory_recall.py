@@ -168,3 +168,30 @@ def test_lexical_index_rebuilds_for_a_new_engine(open_engine: EngineFactory) -> 
         await reopened.aclose()
 
     run(scenario())
+
+
+def test_relative_dates_are_stored_and_a_named_time_ranks_first(open_engine: EngineFactory) -> None:
+    async def scenario() -> None:
+        engine = await open_engine()
+        may = datetime(2023, 5, 8, 12, tzinfo=timezone.utc)
+        july = datetime(2023, 7, 20, 12, tzinfo=timezone.utc)
+        in_may, in_july, mentioned = await engine.add(ALICE, [
+            NewMemory("User: I went hiking with my sister at Bear Lake.", event_time=may),
+            NewMemory("User: I went hiking with my brother at Bear Lake.", event_time=july),
+            NewMemory("User: Last month I went hiking with my cousin at Bear Lake.", event_time=july),
+        ])
+        assert in_may.metadata == {} and in_july.metadata == {}
+        assert mentioned.metadata == {"_memproxy": {"dates": ["2023-06"]}}
+        assert (await engine.get(mentioned.id)).metadata == mentioned.metadata  # stored, not only returned
+
+        async def best(query: str) -> str:  # items come day by day; the score says how each ranked
+            items = (await engine.search("alice", query)).items
+            assert len(items) == 3
+            return max(items, key=lambda item: item.score).cube.id
+
+        assert await best("Who did I go hiking at Bear Lake with in May 2023?") == in_may.id
+        assert await best("Who did I go hiking at Bear Lake with on 20 July, 2023?") in (in_july.id, mentioned.id)
+        assert await best("Who did I go hiking at Bear Lake with in June 2023?") == mentioned.id  # "last month"
+        await engine.aclose()
+
+    run(scenario())

@@ -156,7 +156,8 @@ def test_time_boost_lifts_memories_in_the_named_time() -> None:
     scores = dict((c.id, s) for c, s in rank(cands, 0.35, query="What did Maria do in May 2023?", when=when))
     plain = dict((c.id, s) for c, s in rank(cands, 0.35, query="What did Maria do in May 2023?"))
     assert scores["mem_0001"] > scores["mem_0002"]  # in May, so it now outranks the closer July match
-    assert abs(scores["mem_0003"] - plain["mem_0003"] - recall.TIME_BOOST) < 1e-9  # by the date it mentions
+    # by the date it mentions; alone in its session, it is also its session's best memory
+    assert abs(scores["mem_0003"] - plain["mem_0003"] - recall.TIME_BOOST * (1 + recall.SESSION_WEIGHT)) < 1e-9
     assert abs(scores["mem_0002"] - plain["mem_0002"]) < 1e-9
 
 
