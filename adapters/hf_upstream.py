@@ -15,12 +15,11 @@ Behaviour:
   is ``system``.
 * **Generation** is a loop written here (greedy at ``temperature: 0``,
   otherwise temperature + top_p sampling, ``seed`` honoured), so streaming is
-  token by token: it runs on the one worker thread (a single-thread
-  executor, requests served in arrival order, a ``model`` is never entered
-  twice at once) and hands chunks to the event loop through an
-  ``asyncio.Queue``, exactly as the llama.cpp upstream does (its
-  ``_ChunkSink``/``_Stream`` are reused: errors raise before the first chunk,
-  closing the iterator stops generation at the next token,
+  token by token: it runs on the one worker thread (an
+  :class:`adapters.worker_thread.ModelWorker`, as for the llama.cpp upstream:
+  requests served in arrival order, a ``model`` is never entered twice at
+  once) and hands chunks to the event loop as they come (errors raise before
+  the first chunk, closing the iterator stops generation at the next token,
   ``include_usage`` gets a usage chunk). It stops at the model's EOS /
   end-of-turn tokens, at ``stop`` strings (cut from the text) or at
   ``max_completion_tokens`` / ``max_tokens`` (default ``hf.max_tokens``,
@@ -46,15 +45,12 @@ Behaviour:
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import copy
 import hashlib
 import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,9 +58,11 @@ from typing import Any, TypeVar
 
 from adapters.base import CallContext
 from adapters.errors import UpstreamError, UpstreamUnavailable
-from adapters.kvcache import Activation, cache_key, common_prefix
-from adapters.llamacpp_upstream import _ChunkSink, _Stream, _upstream_error, content_text
+from adapters.kvcache import Activation, CoreVersions, cache_key, common_prefix
+from adapters.llamacpp_upstream import content_text
+from adapters.lru import ByteLRU
 from adapters.normalize import normalize_completion
+from adapters.worker_thread import ChunkSink, ModelWorker, include_usage
 from proxy.config import HFSettings, UpstreamSettings
 
 log = logging.getLogger(__name__)
@@ -106,16 +104,15 @@ class PrefixCache:
     """Byte-capped RAM LRU of prefix caches, invalidated by owner core version."""
 
     def __init__(self, ram_bytes: int) -> None:
-        self.ram_bytes = ram_bytes
-        self._ram: OrderedDict[str, PrefixEntry] = OrderedDict()
-        self._versions: dict[str, str] = {}
+        self._ram: ByteLRU[PrefixEntry] = ByteLRU(ram_bytes)
+        self._versions = CoreVersions()
         self._lock = threading.RLock()
         self.stats = {"hits": 0, "misses": 0, "evictions": 0, "invalidations": 0}
 
     @property
     def used_bytes(self) -> int:
         with self._lock:
-            return sum(e.nbytes for e in self._ram.values())
+            return self._ram.nbytes
 
     def __len__(self) -> int:
         return len(self._ram)
@@ -123,37 +120,24 @@ class PrefixCache:
     def observe(self, owner: str, core_version: str) -> None:
         """An owner's current core version: older entries of theirs are dropped."""
         with self._lock:
-            if self._versions.get(owner) == core_version:
-                return
-            self._versions[owner] = core_version
-            stale = [k for k, e in self._ram.items() if e.owner == owner and e.core_version != core_version]
-            for k in stale:
-                del self._ram[k]
-            self.stats["invalidations"] += len(stale)
+            self.stats["invalidations"] += self._versions.observe(owner, core_version, self._ram) or 0
 
     def get(self, key: str, owner: str, core_version: str) -> PrefixEntry | None:
         with self._lock:
-            entry = self._ram.get(key)
-            if entry is None or entry.owner != owner or entry.core_version != core_version:
+            entry = self._ram.get(key, lambda e: e.owner == owner and e.core_version == core_version)
+            if entry is None:
                 self.stats["misses"] += 1
                 return None
-            self._ram.move_to_end(key)
             self.stats["hits"] += 1
             return entry
 
     def put(self, entry: PrefixEntry) -> None:
         with self._lock:
-            if self._versions.get(entry.owner) not in (None, entry.core_version):
+            if self._versions.is_stale(entry):
                 return  # built against a core that has changed since: never kept
-            if entry.nbytes > self.ram_bytes:
-                return
-            self._ram[entry.key] = entry
-            self._ram.move_to_end(entry.key)
-            total = sum(e.nbytes for e in self._ram.values())
-            while total > self.ram_bytes and len(self._ram) > 1:
-                _, old = self._ram.popitem(last=False)
-                total -= old.nbytes
-                self.stats["evictions"] += 1
+            if entry.nbytes > self._ram.max_bytes:
+                return  # too big to keep: evicting the others for it would be in vain
+            self.stats["evictions"] += self._ram.put(entry.key, entry)
 
     def clear(self) -> None:
         with self._lock:
@@ -221,7 +205,7 @@ class HFUpstream:
         self.settings = settings
         self.hf: HFSettings = settings.hf
         self.data_dir = Path(data_dir)
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf")
+        self._worker = ModelWorker("hf", "The local model has been shut down.")
         self._model: Any = None  # worker thread only
         self._tokenizer: Any = None
         self._device: Any = None
@@ -230,8 +214,6 @@ class HFUpstream:
         self._fingerprint = ""
         self._template = ""
         self.kv: PrefixCache | None = PrefixCache(settings.hf.kv_cache_ram_mb * 1024 * 1024) if settings.hf.kv_cache else None
-        self._closed = False
-        self._live_streams: set[threading.Event] = set()
         self.load_seconds: float | None = None
         self.last_prefill_ms: float | None = None  # the last request's prefill (excluding a cache build)
         self.last_completion_ids: list[int] = []  # the last request's generated token ids (tests, benchmarks)
@@ -248,24 +230,12 @@ class HFUpstream:
 
     async def open_stream(self, body: dict[str, Any], ctx: CallContext) -> AsyncIterator[dict[str, Any]]:
         request = build_request(body, self.hf)
-        self._check_open()
-        sink = _ChunkSink(asyncio.get_running_loop())
-        self._live_streams.add(sink.cancelled)
-        try:
-            job = self._executor.submit(self._stream_worker, request, sink, _activation(ctx))
-            job.add_done_callback(sink.fail_if_cancelled)
-            first = await sink.next()
-        except BaseException:
-            sink.cancelled.set()
-            self._live_streams.discard(sink.cancelled)
-            raise
-        options = body.get("stream_options")
-        return _Stream(
-            first,
-            sink,
+        return await self._worker.stream(
+            self._stream_worker,
+            request,
+            _activation(ctx),
             model=self._reported_model(body),
-            include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
-            on_close=self._live_streams.discard,
+            include_usage=include_usage(body),
         )
 
     async def list_models(self) -> list[dict[str, Any]]:
@@ -274,12 +244,8 @@ class HFUpstream:
         return [{"id": n, "object": "model", "created": created, "owned_by": "memproxy"} for n in names]
 
     async def aclose(self) -> None:
-        if self._closed:
+        if not await self._worker.aclose():
             return
-        self._closed = True
-        for flag in list(self._live_streams):
-            flag.set()
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         self._model = self._tokenizer = None
         if self.kv is not None:
             self.kv.clear()
@@ -287,20 +253,7 @@ class HFUpstream:
     # ----------------------------------------------------------- internals
 
     async def _on_worker(self, fn: Callable[..., T], *args: Any) -> T:
-        self._check_open()
-        future = self._executor.submit(fn, *args)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            if self._closed and future.cancelled():
-                raise _shut_down() from None
-            raise
-        except Exception as exc:
-            raise _upstream_error(exc) from exc
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise _shut_down()
+        return await self._worker.call(fn, *args)
 
     def _reported_model(self, body: dict[str, Any]) -> str:
         model = body.get("model")
@@ -323,10 +276,8 @@ class HFUpstream:
             },
         }
 
-    def _stream_worker(self, request: HFRequest, sink: _ChunkSink, activation: Activation | None) -> None:
-        if sink.cancelled.is_set():
-            sink.fail(UpstreamUnavailable("The generation was stopped."))
-            return
+    def _stream_worker(self, sink: ChunkSink, request: HFRequest, activation: Activation | None) -> None:
+        """Worker thread: generate into ``sink`` (errors are handed to it by the worker)."""
         chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -347,16 +298,13 @@ class HFUpstream:
             if text:
                 sink.put(chunk({"content": text}))
 
-        try:
-            finish, prompt_tokens, completion_tokens = self._generate(request, activation, emit, sink.cancelled)
-            if sink.cancelled.is_set():
-                sink.fail(UpstreamUnavailable("The generation was stopped."))
-                return
-            emit("")
-            sink.put(chunk({}, finish))
-            sink.done({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
-        except Exception as exc:  # noqa: BLE001 - re-raised on the event loop by the sink
-            sink.fail(exc)
+        finish, prompt_tokens, completion_tokens = self._generate(request, activation, emit, sink.cancelled)
+        if sink.cancelled.is_set():
+            sink.stop()
+            return
+        emit("")
+        sink.put(chunk({}, finish))
+        sink.done({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
 
     def _load(self) -> Any:
         """Worker thread: the model (loaded the first time)."""
@@ -589,10 +537,6 @@ def model_fingerprint(path: Path, extra: str = "") -> str:
 def _activation(ctx: CallContext) -> Activation | None:
     activation = getattr(ctx, "activation", None)
     return activation if isinstance(activation, Activation) else None
-
-
-def _shut_down() -> UpstreamUnavailable:
-    return UpstreamUnavailable("The local model has been shut down.")
 
 
 def _invalid(message: str, *, param: str | None = None) -> UpstreamError:

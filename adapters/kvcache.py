@@ -31,12 +31,13 @@ import os
 import struct
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
+
+from adapters.lru import ByteLRU
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +96,49 @@ def model_fingerprint(path: Path, n_ctx: int, extra: str = "") -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+class OwnedEntry(Protocol):
+    """A cached prefix: whose it is, the core version it was built against, its size."""
+
+    owner: str
+    core_version: str
+    nbytes: int
+
+
+E = TypeVar("E", bound=OwnedEntry)
+
+
+class CoreVersions:
+    """Each owner's current core version, as the prefix caches learn it.
+
+    Shared by :class:`KVCache` and the Hugging Face upstream's ``PrefixCache``:
+    an entry built against any other version of its owner's core is stale.
+    """
+
+    def __init__(self) -> None:
+        self._current: dict[str, str] = {}
+
+    def observe(self, owner: str, core_version: str, ram: ByteLRU[E]) -> int | None:
+        """Record ``owner``'s current version and drop their older entries from ``ram``.
+
+        Returns how many were dropped, or ``None`` when the version was already current.
+        """
+        if self._current.get(owner) == core_version:
+            return None
+        self._current[owner] = core_version
+        return ram.remove_where(lambda e: e.owner == owner and e.core_version != core_version)
+
+    def is_stale(self, entry: OwnedEntry) -> bool:
+        """Whether ``entry``'s owner has moved on to another core version."""
+        return self._current.get(entry.owner) not in (None, entry.core_version)
+
+
 class KVCache:
     """RAM LRU (byte-capped) in front of an optional directory of entries."""
 
     def __init__(self, ram_bytes: int, directory: Path | None) -> None:
-        self.ram_bytes = ram_bytes
         self.directory = directory
-        self._ram: OrderedDict[str, KVEntry] = OrderedDict()
-        self._versions: dict[str, str] = {}  # owner -> newest core version seen
+        self._ram: ByteLRU[KVEntry] = ByteLRU(ram_bytes)
+        self._versions = CoreVersions()
         self._lock = threading.RLock()
         self.stats = {"hits": 0, "misses": 0, "disk_hits": 0, "evictions": 0, "invalidations": 0}
         if directory is not None:
@@ -113,25 +149,21 @@ class KVCache:
     @property
     def used_bytes(self) -> int:
         with self._lock:
-            return sum(e.nbytes for e in self._ram.values())
+            return self._ram.nbytes
 
     def observe(self, owner: str, core_version: str) -> None:
         """An owner's current core version: older entries of theirs are dropped."""
         with self._lock:
-            if self._versions.get(owner) == core_version:
+            stale = self._versions.observe(owner, core_version, self._ram)
+            if stale is None:
                 return
-            self._versions[owner] = core_version
-            stale = [k for k, e in self._ram.items() if e.owner == owner and e.core_version != core_version]
-            for k in stale:
-                del self._ram[k]
-            self.stats["invalidations"] += len(stale)
+            self.stats["invalidations"] += stale
             self._drop_disk(owner, keep_version=core_version)
 
     def get(self, key: str, owner: str, core_version: str) -> KVEntry | None:
         with self._lock:
             entry = self._ram.get(key)
             if entry is not None:
-                self._ram.move_to_end(key)
                 self.stats["hits"] += 1
                 return entry
             entry = self._load(key, owner, core_version)
@@ -144,7 +176,7 @@ class KVCache:
 
     def put(self, entry: KVEntry) -> None:
         with self._lock:
-            if self._versions.get(entry.owner) not in (None, entry.core_version):
+            if self._versions.is_stale(entry):
                 return  # the core changed while it was being built: never keep it
             self._insert(entry)
             self._save(entry)
@@ -156,15 +188,8 @@ class KVCache:
     # ------------------------------------------------------------ internals
 
     def _insert(self, entry: KVEntry) -> None:
-        self._ram[entry.key] = entry
-        self._ram.move_to_end(entry.key)
-        total = sum(e.nbytes for e in self._ram.values())
-        while total > self.ram_bytes and len(self._ram) > 1:
-            _, old = self._ram.popitem(last=False)
-            total -= old.nbytes
-            self.stats["evictions"] += 1
-        if total > self.ram_bytes:  # a single entry above the cap stays on disk only
-            self._ram.pop(entry.key, None)
+        # a single entry above the cap is not kept in RAM: it stays on disk only
+        self.stats["evictions"] += self._ram.put(entry.key, entry)
 
     def _path(self, key: str) -> Path | None:
         return None if self.directory is None else self.directory / f"{key}.kv"

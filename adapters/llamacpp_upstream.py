@@ -9,17 +9,16 @@ Behaviour:
   never used).
 * **Loading** happens on first use, or earlier through :meth:`warmup`.
 * **Concurrency.** A ``Llama`` object is not thread-safe, so every call into
-  it runs on one dedicated worker thread (a single-thread executor): requests
-  are served one at a time, in arrival order, and waiting requests occupy no
-  thread (nor the event loop's default executor). Loading happens on that
-  same thread, so it happens exactly once whatever the event loop.
+  it runs on one dedicated worker thread (:class:`adapters.worker_thread.ModelWorker`):
+  requests are served one at a time, in arrival order, and waiting requests
+  occupy no thread (nor the event loop's default executor). Loading happens
+  on that same thread, so it happens exactly once whatever the event loop.
 * **Streaming.** The generator runs on the worker thread and hands each chunk
-  to the event loop through an ``asyncio.Queue`` (``call_soon_threadsafe``)
-  as soon as it is produced. :meth:`open_stream` waits for the first chunk so
-  that errors (prompt longer than the context, a bad ``tool_choice``) raise
-  before any chunk is sent. Closing the returned iterator (client gone) sets a
-  flag the worker checks before every token: generation stops promptly, and a
-  request still queued never starts.
+  to the event loop as soon as it is produced. :meth:`open_stream` waits for
+  the first chunk so that errors (prompt longer than the context, a bad
+  ``tool_choice``) raise before any chunk is sent. Closing the returned
+  iterator (client gone) sets a flag the worker checks before every token:
+  generation stops promptly, and a request still queued never starts.
 * **Threads.** ``llamacpp.n_threads`` or llama.cpp's default (half the CPUs,
   at least one; prompt processing uses all). Decoding on every CPU was
   faster on an idle 2-CPU box (~64 vs ~49 tokens/s) but collapsed when the
@@ -52,22 +51,20 @@ Behaviour:
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import logging
 import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from adapters.base import CallContext
 from adapters.errors import UpstreamError, UpstreamUnavailable
 from adapters.kvcache import Activation, KVCache, KVEntry, cache_key, common_prefix, model_fingerprint, restore, snapshot
-from adapters.normalize import dedupe_tool_call_deltas, normalize_chunk, normalize_completion
+from adapters.normalize import normalize_completion
+from adapters.worker_thread import ChunkSink, ModelWorker, include_usage
 from proxy.config import LlamaCppSettings, UpstreamSettings
 
 log = logging.getLogger(__name__)
@@ -98,14 +95,10 @@ class LlamaCppUpstream:
         self.settings = settings
         self.llama_settings: LlamaCppSettings = settings.llamacpp
         self.data_dir = Path(data_dir)
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="llamacpp"
-        )
+        self._worker = ModelWorker("llamacpp", "The embedded model has been shut down.")
         self._llama: Any = None  # touched only on the worker thread
         self._kv: KVCache | None = None  # created with the model, on the worker thread
         self._fingerprint = ""
-        self._closed = False
-        self._live_streams: set[threading.Event] = set()
         self.load_seconds: float | None = None
 
     # ---------------------------------------------------------------- protocol
@@ -125,23 +118,12 @@ class LlamaCppUpstream:
         self, body: dict[str, Any], ctx: CallContext
     ) -> AsyncIterator[dict[str, Any]]:
         kwargs = build_kwargs(body, self.llama_settings)
-        self._check_open()
-        sink = _ChunkSink(asyncio.get_running_loop())
-        self._live_streams.add(sink.cancelled)
-        try:
-            job = self._executor.submit(self._stream_worker, kwargs, sink, _activation(ctx))
-            job.add_done_callback(sink.fail_if_cancelled)
-            first = await sink.next()
-        except BaseException:
-            sink.cancelled.set()
-            self._live_streams.discard(sink.cancelled)
-            raise
-        return _Stream(
-            first,
-            sink,
+        return await self._worker.stream(
+            self._stream_worker,
+            kwargs,
+            _activation(ctx),
             model=_reported_model(body, self.llama_settings),
-            include_usage=_include_usage(body),
-            on_close=self._live_streams.discard,
+            include_usage=include_usage(body),
         )
 
     async def list_models(self) -> list[dict[str, Any]]:
@@ -151,31 +133,13 @@ class LlamaCppUpstream:
 
     async def aclose(self) -> None:
         """Stop running streams, drop queued work and free the model."""
-        if self._closed:
-            return
-        self._closed = True
-        for flag in list(self._live_streams):
-            flag.set()
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
-        self._unload()
+        if await self._worker.aclose():
+            self._unload()
 
     # ------------------------------------------------------------- internals
 
     async def _on_worker(self, fn: Callable[..., T], *args: Any) -> T:
-        self._check_open()
-        future = self._executor.submit(fn, *args)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            if self._closed and future.cancelled():
-                raise _shut_down() from None
-            raise
-        except Exception as exc:
-            raise _upstream_error(exc) from exc
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise _shut_down()
+        return await self._worker.call(fn, *args)
 
     def _complete(self, kwargs: dict[str, Any], activation: Activation | None = None) -> dict[str, Any]:
         llama = self._model()
@@ -237,41 +201,29 @@ class LlamaCppUpstream:
             return None
         return result.prompt[: cut + len(marker)], not result.added_special
 
-    def _stream_worker(
-        self, kwargs: dict[str, Any], sink: _ChunkSink, activation: Activation | None = None
-    ) -> None:
-        """Runs on the worker thread; every outcome is handed to ``sink``.
-
-        A stopped stream (client gone, or :meth:`aclose`) still gets a final
-        error, so nothing waits on it forever.
-        """
-        if sink.cancelled.is_set():
-            sink.fail(_stopped())
-            return
+    def _stream_worker(self, sink: ChunkSink, kwargs: dict[str, Any], activation: Activation | None = None) -> None:
+        """Worker thread: generate into ``sink`` (errors are handed to it by the worker)."""
+        llama = self._model()
+        self._prepare_prefix(llama, kwargs, activation)
+        text: list[str] = []
+        chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(**kwargs, stream=True)
         try:
-            llama = self._model()
-            self._prepare_prefix(llama, kwargs, activation)
-            text: list[str] = []
-            chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(**kwargs, stream=True)
-            try:
-                for chunk in chunks:
-                    if sink.cancelled.is_set():
-                        sink.fail(_stopped())
-                        return
-                    text.append(_delta_text(chunk))
-                    sink.put(chunk)
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
-            sink.done(
-                {
-                    "prompt_tokens": getattr(llama, "last_prompt_tokens", 0),
-                    "completion_tokens": _count_tokens(llama, "".join(text)),
-                }
-            )
-        except Exception as exc:  # noqa: BLE001 - re-raised on the event loop by the sink
-            sink.fail(exc)
+            for chunk in chunks:
+                if sink.cancelled.is_set():
+                    sink.stop()
+                    return
+                text.append(_delta_text(chunk))
+                sink.put(chunk)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        sink.done(
+            {
+                "prompt_tokens": getattr(llama, "last_prompt_tokens", 0),
+                "completion_tokens": _count_tokens(llama, "".join(text)),
+            }
+        )
 
     def _model(self) -> Any:
         """The loaded ``Llama`` (worker thread only: loads it the first time)."""
@@ -292,118 +244,6 @@ class LlamaCppUpstream:
         close = getattr(llama, "close", None)
         if close is not None:
             close()
-
-
-@dataclass
-class _ChunkSink:
-    """Worker-thread -> event-loop hand-off for one stream."""
-
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    usage: dict[str, int] = field(default_factory=dict)
-
-    def put(self, chunk: dict[str, Any]) -> None:
-        self._send(("chunk", chunk))
-
-    def done(self, usage: dict[str, int]) -> None:
-        self.usage = usage
-        self._send(("done", None))
-
-    def fail(self, exc: BaseException) -> None:
-        self._send(("error", exc))
-
-    def fail_if_cancelled(self, job: concurrent.futures.Future[None]) -> None:
-        """Done-callback: a job dropped at shutdown never ran, so say so."""
-        if job.cancelled():
-            self.fail(_shut_down())
-
-    def _send(self, item: tuple[str, Any]) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.cancelled.set()
-
-    async def next(self) -> dict[str, Any] | None:
-        """The next chunk, ``None`` at the end; raises the worker's error."""
-        kind, value = await self.queue.get()
-        if kind == "chunk":
-            return value
-        if kind == "done":
-            return None
-        raise _upstream_error(value) from value
-
-
-class _Stream:
-    """The async iterator :meth:`LlamaCppUpstream.open_stream` returns.
-
-    Yields normalized chunks, then the usage chunk when asked for. ``aclose``
-    (or garbage collection) stops the worker even if iteration never started,
-    which a plain async generator's ``finally`` would not.
-    """
-
-    def __init__(
-        self,
-        first: dict[str, Any] | None,
-        sink: _ChunkSink,
-        *,
-        model: str,
-        include_usage: bool,
-        on_close: Callable[[threading.Event], None],
-    ) -> None:
-        self._buffer: list[dict[str, Any] | None] = [first]
-        self._sink = sink
-        self._model = model
-        self._include_usage = include_usage
-        self._on_close = on_close
-        self._last: dict[str, Any] = first or {}
-        self._tool_calls_seen: frozenset[tuple[int, int]] = frozenset()
-        self._finished = False
-
-    def __aiter__(self) -> _Stream:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        if self._finished:
-            raise StopAsyncIteration
-        try:
-            chunk = self._buffer.pop() if self._buffer else await self._sink.next()
-        except BaseException:
-            await self.aclose()
-            raise
-        if chunk is None:
-            await self.aclose()
-            if self._include_usage:
-                return self._usage_chunk()
-            raise StopAsyncIteration
-        self._last = chunk
-        out, self._tool_calls_seen = dedupe_tool_call_deltas(
-            normalize_chunk(chunk, model=self._model), self._tool_calls_seen
-        )
-        if self._include_usage:
-            out["usage"] = None
-        return out
-
-    async def aclose(self) -> None:
-        """Stop generating (if still running) and end the iteration."""
-        self._close()
-
-    def _close(self) -> None:
-        if not self._finished:
-            self._finished = True
-            self._sink.cancelled.set()
-            self._on_close(self._sink.cancelled)
-
-    def _usage_chunk(self) -> dict[str, Any]:
-        usage = dict(self._sink.usage)
-        usage["total_tokens"] = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
-        return normalize_chunk(
-            {"id": self._last.get("id"), "created": self._last.get("created"), "choices": [], "usage": usage},
-            model=self._model,
-        )
-
-    def __del__(self) -> None:
-        self._close()
 
 
 # ------------------------------------------------------------- request mapping
@@ -507,11 +347,6 @@ def _activation(ctx: CallContext) -> Activation | None:
     return activation if isinstance(activation, Activation) else None
 
 
-def _include_usage(body: dict[str, Any]) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and bool(options.get("include_usage"))
-
-
 def _reported_model(body: dict[str, Any], settings: LlamaCppSettings) -> str:
     model = body.get("model")
     return model if isinstance(model, str) and model else settings.model_alias
@@ -536,37 +371,8 @@ def _count_tokens(llama: Any, text: str) -> int:
     return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
 
-def _stopped() -> UpstreamUnavailable:
-    return UpstreamUnavailable("The generation was stopped.")
-
-
-def _shut_down() -> UpstreamUnavailable:
-    return UpstreamUnavailable("The embedded model has been shut down.")
-
-
 def _invalid(message: str, *, param: str | None = None) -> UpstreamError:
     return UpstreamError(message, status=400, type="invalid_request_error", param=param)
-
-
-def _upstream_error(exc: BaseException) -> UpstreamError:
-    """Map a worker-thread failure onto an :class:`UpstreamError`.
-
-    llama.cpp reports bad requests (prompt longer than the context, unknown
-    ``tool_choice``) as ``ValueError``: 400. Anything else is a 500.
-    """
-    if isinstance(exc, UpstreamError):
-        return exc
-    message = str(exc)
-    if isinstance(exc, ValueError):
-        overflow = "context window" in message
-        return UpstreamError(
-            message,
-            status=400,
-            type="invalid_request_error",
-            code="context_length_exceeded" if overflow else None,
-            param="messages" if overflow else None,
-        )
-    return UpstreamError(f"The embedded model failed: {message}", status=500, type="server_error")
 
 
 # ---------------------------------------------------------------- model file
