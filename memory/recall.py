@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -159,13 +160,14 @@ def rank(
     plain.update({cube.id: max(score, plain.get(cube.id, score)) for cube, score in extra})
     kept: list[tuple[MemCube, float, frozenset[str]]] = []
     by_prefix: dict[str, list[int]] = {}  # prefix filtering: twins share a prefix token
+    frequency = Counter(w for cube, _ in scored for w in words_of(cube))
     for cube, score in scored:
         if len(kept) >= MAX_RANKED:
             break
         if plain.get(cube.id, score) < floor:
             continue
         words = words_of(cube)
-        prefix = _prefix(words)
+        prefix = _prefix(words, frequency)
         seen: set[int] = set()
         twin = None
         for token in prefix:
@@ -307,11 +309,16 @@ def words_of(cube: MemCube) -> frozenset[str]:
     return words
 
 
-def _prefix(words: frozenset[str]) -> list[str]:
-    """The first tokens (in a fixed order) that any near-duplicate must share."""
+def _prefix(words: frozenset[str], frequency: Mapping[str, int]) -> list[str]:
+    """The first tokens (rarest first) that any near-duplicate must share.
+
+    Any fixed order makes the filter exact; rarest first keeps common words (a
+    speaker's name, on every one of their turns) out of the prefixes, so few
+    pairs are compared (alphabetical order compared 7M pairs over the LoCoMo
+    questions, 80% of ranking time)."""
     if not words:
         return [""]
-    ordered = sorted(words)
+    ordered = sorted(words, key=lambda w: (frequency.get(w, 0), w))
     size = len(ordered) - math.ceil(NEAR_DUPLICATE * len(ordered)) + 1
     return ordered[: max(1, size)]
 
