@@ -185,7 +185,7 @@ class MemoryEngine:
         self._ids = IdFactory()
         local = getattr(store, "local", False)  # a shared server may be written by others
         self._lexical = LexicalCache(store.all_active, load_vectors=getattr(store, "vectors", None) if local else None)
-        self._bridge = DomainBridge(embedder.embed)
+        self._bridge = DomainBridge(embedder.embed_query)  # on the recall path
         self.writer = TurnWriter(
             self._write_turns, maxsize=settings.write_queue_size, linger_s=settings.write_linger_ms / 1000
         )
@@ -280,7 +280,7 @@ class MemoryEngine:
         max_items = self.settings.max_items if limit is None else limit
         if not query or not query.strip() or budget <= 0 or max_items <= 0:
             return RecallResult(items=[], tokens=0)
-        embedding = (await self.embedder.embed([query]))[0]
+        embedding = (await self.embedder.embed_query([query]))[0]
         k = candidate_count(max_items)
         owner_index = await self._lexical.index(user)
         candidates = await gather_candidates(self.store, owner_index, user, query, embedding, k)
