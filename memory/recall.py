@@ -49,6 +49,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -87,6 +88,8 @@ GATE_BASE_SIZE = 10
 # memories of one day share one date header in the rendered block (see pack)
 GROUP_BY_DATE = True
 MAX_RANKED = 256  # more than any budget holds (4,096 tokens ~ 160 turns)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,40 +276,44 @@ def in_time(cube: MemCube, when: QueryTime) -> bool:
     return any(when.overlaps(start, end) for start, end in mentioned_spans(cube))
 
 
-_SPANS: dict[tuple[str, int, str], tuple[tuple[date, date], ...]] = {}
+class CubeMemo(Generic[T]):
+    """Values derived from a memory's text, kept per (id, version, content)
+    and dropped all at once past ``limit`` entries (recall's per-memory caches).
+    Extra arguments are passed to ``derive`` but are not part of the key."""
+
+    def __init__(self, derive: Callable[..., T], limit: int = 200_000) -> None:
+        self._derive = derive
+        self._limit = limit
+        self._values: dict[tuple[str, int, str], T] = {}
+
+    def __call__(self, cube: MemCube, *args: Any) -> T:
+        key = (cube.id, cube.version, cube.content)
+        value = self._values.get(key)
+        if value is None:
+            if len(self._values) >= self._limit:
+                self._values.clear()
+            value = self._values[key] = self._derive(cube, *args)
+        return value
 
 
-def mentioned_spans(cube: MemCube) -> tuple[tuple[date, date], ...]:
-    """The dates the memory's relative expressions resolve to: those stored at
-    write time (``metadata._memproxy.dates``), else resolved now (cached)."""
-    key = (cube.id, cube.version, cube.content)
-    spans = _SPANS.get(key)
-    if spans is None:
-        meta = cube.metadata.get(META_KEY) if isinstance(cube.metadata, dict) else None
-        stored = meta.get(DATES_KEY) if isinstance(meta, dict) else None
-        if isinstance(stored, list):
-            values = [v for v in stored if isinstance(v, str)]
-        else:
-            values = resolve_relative(cube.content, recency(cube))
-        if len(_SPANS) >= _WORDS_MAX:
-            _SPANS.clear()
-        spans = _SPANS[key] = tuple(span for span in map(span_of, values) if span is not None)
-    return spans
+def _spans(cube: MemCube) -> tuple[tuple[date, date], ...]:
+    meta = cube.metadata.get(META_KEY) if isinstance(cube.metadata, dict) else None
+    stored = meta.get(DATES_KEY) if isinstance(meta, dict) else None
+    if isinstance(stored, list):
+        values = [v for v in stored if isinstance(v, str)]
+    else:
+        values = resolve_relative(cube.content, recency(cube))
+    return tuple(span for span in map(span_of, values) if span is not None)
 
 
-_WORDS: dict[tuple[str, int, str], frozenset[str]] = {}
-_WORDS_MAX = 200_000
-
-
-def words_of(cube: MemCube) -> frozenset[str]:
-    """The memory's index terms, cached by (id, version, content)."""
-    key = (cube.id, cube.version, cube.content)
-    words = _WORDS.get(key)
-    if words is None:
-        if len(_WORDS) >= _WORDS_MAX:
-            _WORDS.clear()
-        words = _WORDS[key] = frozenset(tokenize(cube.content))
-    return words
+# The dates the memory's relative expressions resolve to: those stored at
+# write time (``metadata._memproxy.dates``), else resolved now.
+mentioned_spans = CubeMemo(_spans)
+# The memory's index terms.
+words_of = CubeMemo(lambda cube: frozenset(tokenize(cube.content)))
+# Tokens of the memory's line without its date header (``count`` is the one
+# token counter a process uses, cl100k, so it is not part of the key).
+_body_tokens: CubeMemo[int] = CubeMemo(lambda cube, count: count(cube.content.strip()))
 
 
 def _prefix(words: frozenset[str], frequency: Mapping[str, int]) -> list[str]:
@@ -379,20 +386,6 @@ def pack(
             else:
                 items.append(Recalled(cube=c, score=s, tokens=b, text=c.content.strip()))
     return RecallResult(items=items, tokens=sum(i.tokens for i in items))
-
-
-_BODY: dict[tuple[str, int, str], int] = {}
-
-
-def _body_tokens(cube: MemCube, count: Callable[[str], int]) -> int:
-    """Tokens of the memory's line without its date header (cached)."""
-    key = (cube.id, cube.version, cube.content)
-    tokens = _BODY.get(key)
-    if tokens is None:
-        if len(_BODY) >= _WORDS_MAX:
-            _BODY.clear()
-        tokens = _BODY[key] = count(cube.content.strip())
-    return tokens
 
 
 def merge_best(

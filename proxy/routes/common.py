@@ -43,8 +43,12 @@ async def read_memory_call(request: Request, schema: type[BaseModel]) -> MemoryC
     validate(schema, body)
     svc = services(request)
     identity = svc.identity.resolve(request.headers, body)
-    context = CallContext(request.state.request_id, client_api_key=bearer_token(request))
-    return MemoryCall(body, svc, identity, context)
+    return MemoryCall(body, svc, identity, call_context(request))
+
+
+def call_context(request: Request) -> CallContext:
+    """The upstream call's context: the request id and the client's own API key."""
+    return CallContext(request.state.request_id, client_api_key=bearer_token(request))
 
 
 def event_stream(stream: AsyncIterator[bytes], headers: Mapping[str, str]) -> StreamingResponse:

@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.background import BackgroundTask
 from fastapi.routing import APIRoute
 
-from adapters.base import CallContext
 from adapters.errors import UpstreamError
 from proxy.errors import ProxyError
 from proxy.ollama_protocol import (
@@ -28,13 +27,13 @@ from proxy.ollama_protocol import (
     ollama_error,
 )
 from proxy.ollama_service import PreparedOllama
-from proxy.requests import bearer_token, read_json_object, validate
+from proxy.requests import read_json_object, validate
+from proxy.routes.common import STREAM_HEADERS, call_context, read_memory_call
 from proxy.services import services
 
 log = logging.getLogger("memproxy.ollama")
 
 NDJSON = "application/x-ndjson"
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class OllamaRoute(APIRoute):
@@ -62,37 +61,31 @@ router = APIRouter(route_class=OllamaRoute)
 
 @router.post("/api/chat")
 async def chat(request: Request) -> Response:
-    body = await read_json_object(request)
-    validate(OllamaChatRequest, body)
-    svc = services(request)
-    identity = svc.identity.resolve(request.headers, body)
-    prepared = await svc.ollama.prepare_chat(body, identity, _context(request))
+    call = await read_memory_call(request, OllamaChatRequest)
+    prepared = await call.services.ollama.prepare_chat(call.body, call.identity, call.context)
     return await _answer(request, prepared)
 
 
 @router.post("/api/generate")
 async def generate(request: Request) -> Response:
-    body = await read_json_object(request)
-    validate(OllamaGenerateRequest, body)
-    svc = services(request)
-    identity = svc.identity.resolve(request.headers, body)
-    prepared = await svc.ollama.prepare_generate(body, identity, _context(request))
+    call = await read_memory_call(request, OllamaGenerateRequest)
+    prepared = await call.services.ollama.prepare_generate(call.body, call.identity, call.context)
     return await _answer(request, prepared)
 
 
 @router.get("/api/tags")
 async def tags(request: Request) -> dict[str, Any]:
-    return await services(request).ollama.forward_get("/api/tags", _context(request))
+    return await services(request).ollama.forward_get("/api/tags", call_context(request))
 
 
 @router.get("/api/ps")
 async def ps(request: Request) -> dict[str, Any]:
-    return await services(request).ollama.forward_get("/api/ps", _context(request))
+    return await services(request).ollama.forward_get("/api/ps", call_context(request))
 
 
 @router.get("/api/version")
 async def version(request: Request) -> dict[str, Any]:
-    return await services(request).ollama.forward_get("/api/version", _context(request))
+    return await services(request).ollama.forward_get("/api/version", call_context(request))
 
 
 @router.post("/api/show")
@@ -101,21 +94,21 @@ async def show(request: Request) -> dict[str, Any]:
     payload = validate(OllamaModelRequest, body)
     if not (payload.model or payload.name):
         return ollama_error(400, "model is required")
-    return await services(request).ollama.forward_post("/api/show", body, _context(request))
+    return await services(request).ollama.forward_post("/api/show", body, call_context(request))
 
 
 @router.post("/api/embed")
 async def embed(request: Request) -> dict[str, Any]:
     body = await read_json_object(request)
     validate(OllamaEmbedRequest, body)
-    return await services(request).ollama.forward_post("/api/embed", body, _context(request))
+    return await services(request).ollama.forward_post("/api/embed", body, call_context(request))
 
 
 @router.post("/api/embeddings")
 async def embeddings(request: Request) -> dict[str, Any]:
     body = await read_json_object(request)
     validate(OllamaEmbedRequest, body)
-    return await services(request).ollama.forward_post("/api/embeddings", body, _context(request))
+    return await services(request).ollama.forward_post("/api/embeddings", body, call_context(request))
 
 
 # Model management has nothing to do with memory: relayed byte for byte
@@ -153,5 +146,3 @@ async def _answer(request: Request, prepared: PreparedOllama) -> Response:
     return JSONResponse(await svc.ollama.complete(prepared), headers=headers)
 
 
-def _context(request: Request) -> CallContext:
-    return CallContext(request.state.request_id, client_api_key=bearer_token(request))
