@@ -215,7 +215,6 @@ class HFUpstream:
         self._template = ""
         self.kv: PrefixCache | None = PrefixCache(settings.hf.kv_cache_ram_mb * 1024 * 1024) if settings.hf.kv_cache else None
         self.load_seconds: float | None = None
-        self.last_prefill_ms: float | None = None  # the last request's prefill (excluding a cache build)
         self.last_completion_ids: list[int] = []  # the last request's generated token ids (tests, benchmarks)
 
     # ------------------------------------------------------------ protocol
@@ -421,14 +420,12 @@ class HFUpstream:
         generated: list[int] = []
         finish = "length"
         with torch.no_grad():
-            began = time.perf_counter()
             out = model(
                 input_ids=torch.tensor([ids[start:]], device=self._device),
                 past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
             )
-            self.last_prefill_ms = (time.perf_counter() - began) * 1000
             cache = out.past_key_values
             while len(generated) < budget:
                 if cancelled is not None and cancelled.is_set():

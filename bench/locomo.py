@@ -28,7 +28,7 @@ import json
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -199,8 +199,6 @@ async def measure(
     from memory.cube import Owner, Provenance
     from memory.embedder import Embedder
     from memory.engine import MemoryEngine, NewMemory
-    from memory.lexical import BM25Index
-    from memory.render import render_item
     from memory.tokens import TokenCounter
     from proxy.config import MemorySettings
 
@@ -271,8 +269,7 @@ async def measure(
                 for q in questions:
                     by_conv[q.sample_id].append(q)
                 for sample_id, turns in tqdm(convs.items(), desc="baselines", unit="conv"):
-                    await _baselines(turns, by_conv[sample_id], budgets, tally, embedder, counter, BM25Index,
-                                     render_item)
+                    await _baselines(turns, by_conv[sample_id], budgets, tally, embedder, counter)
         finally:
             await engine.aclose()
             embedder.close()
@@ -330,16 +327,15 @@ async def _baselines(
     tally: Tally,
     embedder: Any,
     counter: Any,
-    bm25_cls: Callable[[], Any],
-    render: Callable[[Any], str],
 ) -> None:
+    from memory.lexical import BM25Index
+
     lines = [f"[{t.when.date().isoformat()}] {t.text}" for t in turns]
     costs = [counter.count(line) for line in lines]
-    bm25 = bm25_cls()
+    bm25 = BM25Index()
     for i, t in enumerate(turns):
         bm25.upsert(str(i), t.text)
-    vectors = np.concatenate([await embedder.embed([t.text for t in turns[i : i + 64]])
-                              for i in range(0, len(turns), 64)])
+    vectors = await embedder.embed([t.text for t in turns])
     query_vectors = await embedder.embed([q.question for q in questions]) if questions else np.zeros((0, 384))
     for q, qv in zip(questions, query_vectors, strict=True):
         lexical = bm25.scores(q.question)

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from memory.chroma_store import ChromaStore
 from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, utcnow
@@ -48,7 +47,6 @@ __all__ = ["CoreSet", "MemoryEngine", "MemoryPatch", "NewMemory", "Page", "Recal
 
 log = logging.getLogger(__name__)
 
-EMBED_BATCH = 64
 TIERS = frozenset(t.value for t in Tier)
 STATES = frozenset(s.value for s in State)
 
@@ -190,7 +188,7 @@ class MemoryEngine:
             self._write_turns, maxsize=settings.write_queue_size, linger_s=settings.write_linger_ms / 1000
         )
         self._core: dict[str, CoreSet] = {}  # user -> cached core set (dropped on any change)
-        self.recalls = RecallLog()
+        self.recalls = RecallLog(settings.scheduler.window_requests)
         self.scheduler = MemScheduler(self, settings.scheduler)
         # optional LLM fact extraction after each stored turn; None (no LLM call ever) by default
         self.extractor: FactExtractor | None = (
@@ -241,16 +239,10 @@ class MemoryEngine:
         )
         return self._token_count(stamp_dates(cube))
 
-    async def _embed(self, texts: list[str]) -> np.ndarray:
-        """Embed in small batches so recall queries can interleave on the
-        shared embedding thread during big writes."""
-        parts = [await self.embedder.embed(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
-        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
-
     async def _store_new(self, cubes: list[MemCube]) -> list[MemCube]:
         if not cubes:
             return []
-        embeddings = await encode(self._embed, [c.content for c in cubes])
+        embeddings = await encode(self.embedder.embed, [c.content for c in cubes])
         await self.store.add(cubes, embeddings)
         for user in {c.owner.user for c in cubes if c.tier == Tier.CORE.value}:
             self.invalidate_core(user)
@@ -363,7 +355,7 @@ class MemoryEngine:
         updated = self._patched(cube, patch)
         embedding = None
         if updated.content != cube.content:
-            embedding = (await encode(self._embed, [updated.content]))[0]
+            embedding = (await encode(self.embedder.embed, [updated.content]))[0]
         await self.store.update(updated, embedding)
         if Tier.CORE.value in (cube.tier, updated.tier):
             self.invalidate_core(cube.owner.user)

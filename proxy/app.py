@@ -118,7 +118,7 @@ async def _warm_memory(engine: MemoryEngine, counter: TokenCounter) -> None:
     counter.count("warm up")
     try:
         await asyncio.wait_for(engine.ping(), timeout=WARMUP_TIMEOUT_S)
-        await asyncio.wait_for(engine.search("memproxy:warmup", "warm up"), timeout=WARMUP_TIMEOUT_S)
+        await asyncio.wait_for(engine.search("memproxy:warmup", "warm up", record=False), timeout=WARMUP_TIMEOUT_S)
     except Exception as exc:  # startup must not fail on memory; recall reports degraded
         log.warning("memory store not ready at startup (%s: %s); chat will fail open", type(exc).__name__, exc)
 

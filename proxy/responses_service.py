@@ -58,10 +58,6 @@ class ResponsesService:
         if not isinstance(upstream, ResponsesUpstream) and mode != "native":
             self._native = False
 
-    @property
-    def bridged(self) -> bool:
-        return self._native is False
-
     async def prepare(self, body: dict[str, Any], identity: Identity, context: CallContext) -> PreparedResponse:
         block, outcome = await self.chat.recall_block(query_of(body), identity)
         forwarded = place_block(body, block, self.chat.settings.placement) if block else dict(body)

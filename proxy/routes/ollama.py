@@ -7,7 +7,6 @@ Every failure on these routes is answered in Ollama's shape,
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -30,8 +29,6 @@ from proxy.ollama_service import PreparedOllama
 from proxy.requests import read_json_object, validate
 from proxy.routes.common import STREAM_HEADERS, call_context, read_memory_call
 from proxy.services import services
-
-log = logging.getLogger("memproxy.ollama")
 
 NDJSON = "application/x-ndjson"
 
