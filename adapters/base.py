@@ -9,6 +9,8 @@ a proper HTTP status.
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -82,3 +84,16 @@ class EmbeddingsUpstream(Protocol):
 
     async def embeddings(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         ...
+
+
+def configured_models(names: list[str]) -> list[dict[str, Any]]:
+    """``GET /v1/models`` entries for model names the configuration lists."""
+    created = int(time.time())
+    return [{"id": n, "object": "model", "created": created, "owned_by": "memproxy"} for n in names]
+
+
+async def close_stream(stream: object) -> None:
+    """Close an async iterator that has ``aclose`` (generators, upstream streams); others need nothing."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from adapters.base import CallContext
+from adapters.base import CallContext, configured_models
 from adapters.errors import UpstreamError, UpstreamUnavailable
 from adapters.kvcache import Activation, CoreVersions, cache_key, common_prefix
 from adapters.llamacpp_upstream import content_text
@@ -238,9 +238,7 @@ class HFUpstream:
         )
 
     async def list_models(self) -> list[dict[str, Any]]:
-        created = int(time.time())
-        names = self.settings.models or [self.hf.model_alias]
-        return [{"id": n, "object": "model", "created": created, "owned_by": "memproxy"} for n in names]
+        return configured_models(self.settings.models or [self.hf.model_alias])
 
     async def aclose(self) -> None:
         if not await self._worker.aclose():

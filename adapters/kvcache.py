@@ -8,8 +8,8 @@ tokens are prefilled.
 
 Only the context's state bytes (``llama_state_get_data``: KV cells plus one
 row of logits) and the prefix token ids are kept — ``Llama.save_state()``
-also copies the Python-side ``n_ctx x vocab`` score buffer (~537 MB for
-Gemma's 262k vocabulary) and is far too slow.
+also copies the Python-side score buffer, ``n_batch x vocab`` float32 with
+``logits_all`` off (512 x 262,144 x 4 B = 537 MB for Gemma), and is far too slow.
 
 Staleness: the key hashes everything the KV depends on, so a changed core
 set (new version), system prompt, template or model gives another key; when

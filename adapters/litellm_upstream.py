@@ -49,7 +49,6 @@ import importlib.util
 import os
 import re
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
@@ -57,7 +56,7 @@ from typing import Any
 
 import httpx
 
-from adapters.base import CallContext
+from adapters.base import CallContext, close_stream, configured_models
 from adapters.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.kvcache import Activation
 from adapters.normalize import normalize_chunk, normalize_completion
@@ -138,7 +137,7 @@ class LiteLLMUpstream:
         except StopAsyncIteration:
             first = None
         except BaseException as exc:
-            await _aclose(stream)
+            await close_stream(stream)
             if isinstance(exc, Exception):
                 raise upstream_error(exc) from exc
             raise
@@ -148,12 +147,12 @@ class LiteLLMUpstream:
         """``upstream.models``; else the upstream's ``/models`` when ``base_url``
         is set and answers; else one entry for ``upstream.model`` (or ``default``)."""
         if self.settings.models:
-            return _model_objects(self.settings.models)
+            return configured_models(self.settings.models)
         if self.settings.base_url:
             listed = await self._fetch_models()
             if listed is not None:
                 return listed
-        return _model_objects([self.settings.model or "default"])
+        return configured_models([self.settings.model or "default"])
 
     async def aclose(self) -> None:
         """Nothing to release: litellm keeps its own shared HTTP clients."""
@@ -261,7 +260,7 @@ async def _relay(
                 raise upstream_error(exc) from exc
             yield _chunk(chunk)
     finally:
-        await _aclose(stream)
+        await close_stream(stream)
 
 
 def _chunk(raw: Any) -> dict[str, Any]:
@@ -366,15 +365,6 @@ def _as_dict(response: Any) -> dict[str, Any]:
     return dict(dump())
 
 
-async def _aclose(stream: Any) -> None:
-    close = getattr(stream, "aclose", None)
-    if close is not None:
-        await close()
-
-
-def _model_objects(names: list[str]) -> list[dict[str, Any]]:
-    created = int(time.time())
-    return [{"id": n, "object": "model", "created": created, "owned_by": "memproxy"} for n in names]
 
 
 async def _litellm() -> ModuleType:

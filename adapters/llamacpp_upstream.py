@@ -60,7 +60,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from adapters.base import CallContext
+from adapters.base import CallContext, configured_models
 from adapters.errors import UpstreamError, UpstreamUnavailable
 from adapters.kvcache import Activation, KVCache, KVEntry, cache_key, common_prefix, model_fingerprint, restore, snapshot
 from adapters.normalize import normalize_completion
@@ -127,9 +127,7 @@ class LlamaCppUpstream:
         )
 
     async def list_models(self) -> list[dict[str, Any]]:
-        created = int(time.time())
-        names = self.settings.models or [self.llama_settings.model_alias]
-        return [{"id": n, "object": "model", "created": created, "owned_by": "memproxy"} for n in names]
+        return configured_models(self.settings.models or [self.llama_settings.model_alias])
 
     async def aclose(self) -> None:
         """Stop running streams, drop queued work and free the model."""

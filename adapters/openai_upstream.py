@@ -8,14 +8,13 @@ event at a time, as they arrive.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from adapters.base import CallContext
+from adapters.base import CallContext, configured_models
 from adapters.errors import UpstreamError, UpstreamUnsupported
 from adapters.transport import json_object, transport_errors
 from proxy.config import UpstreamSettings
@@ -106,11 +105,6 @@ class OpenAIUpstream:
         if ctx:
             headers["X-Request-Id"] = ctx.request_id
         return headers
-
-
-def configured_models(names: list[str]) -> list[dict[str, Any]]:
-    created = int(time.time())
-    return [{"id": n, "object": "model", "created": created, "owned_by": "memproxy"} for n in names]
 
 
 async def _sse_payloads(

@@ -2,13 +2,14 @@
 
 The model is loaded by path (never by hub name) with the hub forced offline.
 Model work runs on two dedicated threads, each with its own copy of the
-model (~90 MB; a fast tokenizer must not be shared between threads):
+model (+54 MB RSS for the second; a fast tokenizer must not be shared
+between threads):
 
 - the *bulk* lane (:meth:`Embedder.embed`) for memories being written;
 - the *query* lane (:meth:`Embedder.embed_query`) for recall, so a query
-  never waits behind a write batch that is being embedded (with one shared
-  thread, a chat's recall p95 rose to ~145 ms while turns were written,
-  against ~80 ms with the query lane; ``memproxy bench latency``).
+  never waits behind a write batch that is being embedded (memory-on chat
+  p95 144-151 ms with one shared thread, 55-57 ms with the query lane:
+  ``memproxy bench latency --calls 200 --memories 700``, docs/benchmarks.md).
 
 Loading takes seconds, so one ``Embedder`` is meant to be shared by every
 engine in a process.
@@ -31,9 +32,10 @@ DIMENSIONS = 384
 BATCH_SIZE = 64
 # torch's intra-op pool is process-wide. With more than one thread, its
 # spinning workers fight Chroma's threads for the CPU and single-query
-# embeddings stall for ~0.5 s now and then (measured on 2 cores: p95 498 ms
-# with 2 threads, 17 ms with 1). Queries are tiny, so one thread is also the
-# faster choice; pass ``threads=None`` to leave torch's setting alone.
+# embeddings stall now and then on 2 cores (a one-off measurement, no bench
+# command: p95 ~0.5 s with 2 threads against ~17 ms with 1). Queries are
+# tiny, so one thread is also the faster choice; pass ``threads=None`` to
+# leave torch's setting alone.
 TORCH_THREADS = 1
 BULK = "bulk"
 QUERY = "query"

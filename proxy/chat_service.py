@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import CallContext, Upstream
+from adapters.base import CallContext, Upstream, close_stream
 from adapters.errors import UpstreamError
 from adapters.normalize import normalize_chunk, normalize_completion
 from memory.cube import Provenance
@@ -177,7 +177,7 @@ class ChatService:
             log.warning("upstream failed mid-stream: %s", exc.message)
             yield sse_event(exc.to_body())
         finally:
-            await _aclose(chunks)
+            await close_stream(chunks)
         yield b"data: [DONE]\n\n"
         if completed:
             self.remember(prepared, capture)
@@ -212,7 +212,3 @@ def sse_event(payload: dict[str, Any]) -> bytes:
     return f"data: {data}\n\n".encode("utf-8")
 
 
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()

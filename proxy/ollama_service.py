@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from adapters.base import CallContext
+from adapters.base import CallContext, close_stream
 from adapters.errors import UpstreamError
 from adapters.ollama_upstream import NdjsonLine, OllamaUpstream
 from memory.render import strip_injected
@@ -113,9 +113,7 @@ class OllamaService:
             log.warning("Ollama failed mid-stream: %s", exc.message)
             yield json.dumps({"error": exc.message}).encode("utf-8") + b"\n"
         finally:
-            close = getattr(lines, "aclose", None)
-            if close is not None:
-                await close()
+            await close_stream(lines)
         self._remember(prepared, capture)
 
     def _remember(self, prepared: PreparedOllama, capture: ReplyCapture) -> None:

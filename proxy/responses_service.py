@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import CallContext, ResponsesUpstream, Upstream
+from adapters.base import CallContext, ResponsesUpstream, Upstream, close_stream
 from adapters.errors import UpstreamError, UpstreamUnsupported
 from adapters.normalize import normalize_chunk, normalize_completion
 from proxy.chat_service import ChatService, MemoryOutcome
@@ -108,7 +108,7 @@ class ResponsesService:
             log.warning("upstream failed mid-stream: %s", exc.message)
             yield sse_event({"type": "error", "code": exc.code, "message": exc.message, "param": exc.param, "sequence_number": 0})
         finally:
-            await _aclose(events)
+            await close_stream(events)
         if final is not None:
             self._remember(prepared, final)
 
@@ -128,7 +128,7 @@ class ResponsesService:
                 yield sse_event(event)
             return
         finally:
-            await _aclose(chunks)
+            await close_stream(chunks)
         for event in bridge.finish():
             yield sse_event(event)
         self._remember(prepared, bridge.response)
@@ -169,7 +169,3 @@ def _restore_instructions(response: dict[str, Any], client_body: dict[str, Any])
     return {**response, "instructions": client_body.get("instructions")}
 
 
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
