@@ -74,6 +74,12 @@ class FakeUpstream:
         with self._lock:
             self.requests.clear()
 
+    async def _record(self, request: Request) -> dict[str, Any]:
+        body = await request.json()
+        with self._lock:
+            self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        return body
+
     async def _models(self, request: Request) -> Response:
         data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in MODELS]
         return JSONResponse({"object": "list", "data": data})
@@ -81,33 +87,27 @@ class FakeUpstream:
     async def _responses(self, request: Request) -> Response:
         if not self.responses_api:
             return Response("Not Found", status_code=404, media_type="text/plain")
-        body = await request.json()
-        with self._lock:
-            self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        body = await self._record(request)
         model = str(body.get("model", ""))
-        if model.startswith("error-"):
-            return _error(int(model.split("-", 1)[1]))
+        if (failure := _requested_error(model)) is not None:
+            return failure
         if body.get("stream"):
             delay = _delay_for(model, self.chunk_delay_s)
             return StreamingResponse(fake_responses.stream_response(body, delay), media_type="text/event-stream")
         return JSONResponse(fake_responses.complete_response(body))
 
     async def _embeddings(self, request: Request) -> Response:
-        body = await request.json()
-        with self._lock:
-            self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        body = await self._record(request)
         model = str(body.get("model", ""))
-        if model.startswith("error-"):
-            return _error(int(model.split("-", 1)[1]))
+        if (failure := _requested_error(model)) is not None:
+            return failure
         return JSONResponse(fake_responses.embeddings(body))
 
     async def _chat(self, request: Request) -> Response:
-        body = await request.json()
-        with self._lock:
-            self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        body = await self._record(request)
         model = str(body.get("model", ""))
-        if model.startswith("error-"):
-            return _error(int(model.split("-", 1)[1]))
+        if (failure := _requested_error(model)) is not None:
+            return failure
         if model == "hang":
             await asyncio.sleep(60)
         reply = Reply.for_request(body)
@@ -220,6 +220,11 @@ def _delay_for(model: str, default: float) -> float:
     if model.startswith("slow-"):
         return int(model.split("-", 1)[1]) / 1000
     return default
+
+
+def _requested_error(model: str) -> Response | None:
+    """``error-<status>`` as the model name asks the fake to fail with that status."""
+    return _error(int(model.split("-", 1)[1])) if model.startswith("error-") else None
 
 
 def _error(status: int) -> JSONResponse:

@@ -67,7 +67,7 @@ async def _embed_by_length(embed: Embed, texts: list[str]) -> np.ndarray:
     of 64, so the full first batch holds the long whole turns together with
     the longer sentences, all padded to the longest turn. Cutting shortest
     first ourselves leaves the long texts to the last, small call. Ingest in
-    ``memproxy bench locomo``: 19.4 turns/s this way, about 13 with one call.
+    ``memproxy bench locomo``: 17-19 turns/s this way, about 13 with one call.
     """
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     ordered = [texts[i] for i in order]
