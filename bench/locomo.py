@@ -200,7 +200,7 @@ async def measure(
     from memory.embedder import Embedder
     from memory.engine import MemoryEngine, NewMemory
     from memory.tokens import TokenCounter
-    from proxy.config import MemorySettings
+    from memory.settings import MemorySettings
 
     started = time.perf_counter()
     samples = json.loads(data_path.read_text(encoding="utf-8"))

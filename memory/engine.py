@@ -41,7 +41,7 @@ from memory.tokens import TokenCounter
 from memory.writer import Turn, TurnWriter, turn_content
 
 if TYPE_CHECKING:
-    from proxy.config import MemorySettings
+    from memory.settings import MemorySettings
 
 __all__ = ["CoreSet", "MemoryEngine", "MemoryPatch", "NewMemory", "Page", "RecallResult", "Recalled"]
 

@@ -34,7 +34,7 @@ from memory.worker import QueueWorker
 
 if TYPE_CHECKING:
     from memory.engine import MemoryEngine
-    from proxy.config import ExtractorSettings
+    from memory.settings import ExtractorSettings
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from memory.cube import META_KEY, Kind, MemCube, State, Tier, isoformat, parse_t
 
 if TYPE_CHECKING:
     from memory.engine import MemoryEngine
-    from proxy.config import SchedulerSettings
+    from memory.settings import SchedulerSettings
 
 log = logging.getLogger("memproxy.scheduler")
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+from memory.settings import MemorySettings
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,9 +36,10 @@ class LlamaCppSettings(BaseModel):
 
 
 class HFSettings(BaseModel):
+    """A local Hugging Face transformers model directory (provider ``hf``)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    """A local Hugging Face transformers model directory (provider ``hf``)."""
 
     model_path: str | None = None  # a directory with config.json, weights and tokenizer (required)
     model_alias: str = "hf-local"
@@ -69,59 +71,14 @@ class UpstreamSettings(BaseModel):
 
 
 class OllamaSettings(BaseModel):
+    """The Ollama server behind memproxy's native ``/api/*`` routes."""
+
     model_config = ConfigDict(extra="forbid")
 
-    """The Ollama server behind memproxy's native ``/api/*`` routes."""
 
     base_url: str = "http://127.0.0.1:11434"
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
-
-
-class SchedulerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    """The MemScheduler's policy (see memory/scheduler.py)."""
-
-    enabled: bool = True
-    interval_s: float = 60.0  # seconds between passes
-    window_requests: int = 20  # recent recalls per owner considered for promotion
-    promote_min_recalls: int = 5  # recalled in at least this many of them -> core (within the cap)
-    demote_idle_s: float = 604_800.0  # a promoted core memory not recalled for this long -> recall
-    episodic_ttl_s: float = 0.0  # archive episodic turns older than this; 0: never
-
-
-class ExtractorSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    """Optional LLM fact extraction on the write path (see memory/extractor.py)."""
-
-    model: str | None = None  # any litellm model name (e.g. openai/gpt-4o-mini); None: off
-    base_url: str | None = None  # litellm's api_base (an OpenAI-compatible server, ...)
-    api_key: str | None = None  # None: litellm's provider environment variable
-    timeout_s: float = 30.0  # whole-call timeout; exceeded -> the turn gets no facts
-    max_facts: int = 8  # most facts kept from one turn
-
-
-class MemorySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    default_mode: Literal["on", "off", "read", "write"] = "on"
-    recall_deadline_ms: int = 200
-    token_budget: int = 1024
-    max_items: int = 32
-    min_score: float = 0.35
-    placement: Literal["system", "last_user"] = "system"
-    write_enabled: bool = True
-    embedding_model: str | None = None  # default: the packaged all-MiniLM-L6-v2
-    store: Literal["chroma"] = "chroma"
-    chroma_path: str | None = None  # default: <data_dir>/chroma
-    chroma_url: str | None = None  # a Chroma server (``chroma run``) instead of the embedded store
-    write_queue_size: int = 10_000
-    write_linger_ms: int = 100
-    core_token_budget: int = 1024  # most tokens (cl100k) of core memories injected on every request
-    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
-    extractor: ExtractorSettings = Field(default_factory=ExtractorSettings)
 
 
 class Settings(BaseSettings):

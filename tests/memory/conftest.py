@@ -17,7 +17,7 @@ from tests.memory.memory_helpers import MIN_SCORE, ChromaServer, EngineFactory, 
 
 from memory.embedder import Embedder
 from memory.engine import MemoryEngine
-from proxy.config import MemorySettings
+from memory.settings import MemorySettings
 
 
 @pytest.fixture(scope="session")

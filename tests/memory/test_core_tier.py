@@ -9,7 +9,7 @@ from tests.memory.memory_helpers import EngineFactory, run
 from memory.cube import Owner, utcnow
 from memory.engine import EMPTY_CORE_VERSION, MemoryPatch, NewMemory
 from memory.scheduler import MemScheduler, RecallLog
-from proxy.config import SchedulerSettings
+from memory.settings import SchedulerSettings
 
 BEA = Owner(user="bea")
 

@@ -16,7 +16,7 @@ from bench.serving import ServerThread
 from memory.cube import Kind, MemCube, Owner, Provenance, State
 from memory.engine import MemoryEngine
 from memory.extractor import RESPONSE_FORMAT, ExtractionError, parse_facts
-from proxy.config import MemorySettings
+from memory.settings import MemorySettings
 
 OWNER = Owner(user="alice")
 T1 = datetime(2023, 5, 1, 12, 0, tzinfo=timezone.utc)

@@ -1,0 +1,60 @@
+"""The memory engine's settings (the ``memory:`` section of the config).
+
+Owned here, next to the code that reads them; ``proxy.config`` only
+assembles them into the server's settings. Every key is documented in
+``config.example.yaml``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SchedulerSettings(BaseModel):
+    """The MemScheduler's policy (see memory/scheduler.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+    enabled: bool = True
+    interval_s: float = 60.0  # seconds between passes
+    window_requests: int = 20  # recent recalls per owner considered for promotion
+    promote_min_recalls: int = 5  # recalled in at least this many of them -> core (within the cap)
+    demote_idle_s: float = 604_800.0  # a promoted core memory not recalled for this long -> recall
+    episodic_ttl_s: float = 0.0  # archive episodic turns older than this; 0: never
+
+
+class ExtractorSettings(BaseModel):
+    """Optional LLM fact extraction on the write path (see memory/extractor.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+    model: str | None = None  # any litellm model name (e.g. openai/gpt-4o-mini); None: off
+    base_url: str | None = None  # litellm's api_base (an OpenAI-compatible server, ...)
+    api_key: str | None = None  # None: litellm's provider environment variable
+    timeout_s: float = 30.0  # whole-call timeout; exceeded -> the turn gets no facts
+    max_facts: int = 8  # most facts kept from one turn
+
+
+class MemorySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default_mode: Literal["on", "off", "read", "write"] = "on"
+    recall_deadline_ms: int = 200
+    token_budget: int = 1024
+    max_items: int = 32
+    min_score: float = 0.35
+    placement: Literal["system", "last_user"] = "system"
+    write_enabled: bool = True
+    embedding_model: str | None = None  # default: the packaged all-MiniLM-L6-v2
+    store: Literal["chroma"] = "chroma"
+    chroma_path: str | None = None  # default: <data_dir>/chroma
+    chroma_url: str | None = None  # a Chroma server (``chroma run``) instead of the embedded store
+    write_queue_size: int = 10_000
+    write_linger_ms: int = 100
+    core_token_budget: int = 1024  # most tokens (cl100k) of core memories injected on every request
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    extractor: ExtractorSettings = Field(default_factory=ExtractorSettings)
