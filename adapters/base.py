@@ -10,10 +10,27 @@ a proper HTTP status.
 from __future__ import annotations
 
 import time
-
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class Activation:
+    """What the proxy tells a local upstream about the stable prompt prefix.
+
+    ``marker`` is the core memory block exactly as injected: the prefix is the
+    formatted prompt up to and including its first occurrence. The upstream
+    reports what it did in ``kv`` (``hit`` | ``miss`` | ``off``) and how long a
+    restore took.
+    """
+
+    owner: str
+    core_version: str
+    marker: str
+    kv: str = "off"
+    restore_ms: float | None = None
+    prefix_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +42,9 @@ class CallContext:
     client_api_key: str | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
     # The stable [system + core memory] prefix of this request, for upstreams
-    # that can reuse its KV state (``adapters.kvcache.Activation``); they
-    # report ``hit`` / ``miss`` in it. None: no core memories.
-    activation: Any = None
+    # that can reuse its KV state; they report ``hit`` / ``miss`` in it.
+    # None: no core memories.
+    activation: Activation | None = None
 
 
 @runtime_checkable

@@ -54,18 +54,21 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from adapters.base import CallContext, configured_models
+from pydantic import BaseModel, ConfigDict
+
+from adapters.base import Activation, CallContext, configured_models
 from adapters.errors import UpstreamError, UpstreamUnavailable
-from adapters.kvcache import Activation, CoreVersions, cache_key, common_prefix
-from adapters.llamacpp_upstream import content_text
+from adapters.kvcache import CoreVersions, cache_key, common_prefix
 from adapters.lru import ByteLRU
-from adapters.normalize import normalize_completion
+from adapters.normalize import content_text, normalize_completion
 from adapters.worker_thread import ChunkSink, ModelWorker, include_usage
-from proxy.config import HFSettings, UpstreamSettings
+from adapters.settings import UpstreamSettings
 
 log = logging.getLogger(__name__)
+
+NAME = "hf"  # the provider name, and this backend's section under ``upstream:``
 T = TypeVar("T")
 
 CHATML_TEMPLATE = (
@@ -196,14 +199,28 @@ def build_request(body: dict[str, Any], settings: HFSettings) -> HFRequest:
 # ------------------------------------------------------------------ upstream
 
 
+class HFSettings(BaseModel):
+    """A local Hugging Face transformers model directory (provider ``hf``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: str | None = None  # a directory with config.json, weights and tokenizer (required)
+    model_alias: str = "hf-local"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
+    max_tokens: int = 256  # default completion length when the client sends none
+    kv_cache: bool = True  # activation memory: reuse the KV cache of [system + core memories]
+    kv_cache_ram_mb: int = 1024  # RAM cap of the prefix KV LRU
+
+
 class HFUpstream:
     """An :class:`adapters.base.Upstream` backed by an in-process transformers model."""
 
-    name = "hf"
+    name = NAME
 
     def __init__(self, settings: UpstreamSettings, data_dir: Path) -> None:
         self.settings = settings
-        self.hf: HFSettings = settings.hf
+        self.hf = settings.options(NAME, HFSettings)
         self.data_dir = Path(data_dir)
         self._worker = ModelWorker("hf", "The local model has been shut down.")
         self._model: Any = None  # worker thread only
@@ -213,7 +230,7 @@ class HFUpstream:
         self._context = 0
         self._fingerprint = ""
         self._template = ""
-        self.kv: PrefixCache | None = PrefixCache(settings.hf.kv_cache_ram_mb * 1024 * 1024) if settings.hf.kv_cache else None
+        self.kv: PrefixCache | None = PrefixCache(self.hf.kv_cache_ram_mb * 1024 * 1024) if self.hf.kv_cache else None
         self.load_seconds: float | None = None
         self.last_completion_ids: list[int] = []  # the last request's generated token ids (tests, benchmarks)
 
@@ -224,7 +241,7 @@ class HFUpstream:
 
     async def chat(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         request = build_request(body, self.hf)
-        raw = await self._on_worker(self._complete, request, _activation(ctx))
+        raw = await self._on_worker(self._complete, request, ctx.activation)
         return normalize_completion(raw, model=self._reported_model(body))
 
     async def open_stream(self, body: dict[str, Any], ctx: CallContext) -> AsyncIterator[dict[str, Any]]:
@@ -232,7 +249,7 @@ class HFUpstream:
         return await self._worker.stream(
             self._stream_worker,
             request,
-            _activation(ctx),
+            ctx.activation,
             model=self._reported_model(body),
             include_usage=include_usage(body),
         )
@@ -528,10 +545,6 @@ def model_fingerprint(path: Path, extra: str = "") -> str:
             parts.append(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:16]
 
-
-def _activation(ctx: CallContext) -> Activation | None:
-    activation = getattr(ctx, "activation", None)
-    return activation if isinstance(activation, Activation) else None
 
 
 def _invalid(message: str, *, param: str | None = None) -> UpstreamError:

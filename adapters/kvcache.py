@@ -45,24 +45,6 @@ MAGIC = b"MPKV1\n"
 
 
 @dataclass
-class Activation:
-    """What the proxy tells a local upstream about the stable prompt prefix.
-
-    ``marker`` is the core memory block exactly as injected: the prefix is the
-    formatted prompt up to and including its first occurrence. The upstream
-    reports what it did in ``kv`` (``hit`` | ``miss`` | ``off``) and how long a
-    restore took.
-    """
-
-    owner: str
-    core_version: str
-    marker: str
-    kv: str = "off"
-    restore_ms: float | None = None
-    prefix_tokens: int = 0
-
-
-@dataclass
 class KVEntry:
     key: str
     owner: str

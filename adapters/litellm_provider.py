@@ -15,21 +15,20 @@ streaming and not, and LiteLLM Router / proxy ``model_list`` entries
 
 Calls go over memproxy's OpenAI-compatible API through LiteLLM's own
 ``openai/`` provider, so every OpenAI parameter maps exactly as it would
-for OpenAI. Errors surface as LiteLLM's usual exceptions.
+for OpenAI. Errors surface as LiteLLM's usual exceptions. Offline, set
+``LITELLM_LOCAL_MODEL_COST_MAP=True`` before importing litellm (this module
+leaves your environment alone).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-from collections.abc import AsyncIterator, Iterator  # noqa: E402
-from typing import Any  # noqa: E402
-
-import litellm  # noqa: E402
-from litellm.llms.custom_llm import CustomLLM  # noqa: E402
-from litellm.types.utils import GenericStreamingChunk, ModelResponse  # noqa: E402
+import litellm
+from litellm.llms.custom_llm import CustomLLM
+from litellm.types.utils import GenericStreamingChunk, ModelResponse
 
 PROVIDER = "memproxy"
 DEFAULT_API_BASE = "http://127.0.0.1:8000/v1"

@@ -58,9 +58,8 @@ import httpx
 
 from adapters.base import CallContext, close_stream, configured_models
 from adapters.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from adapters.kvcache import Activation
 from adapters.normalize import normalize_chunk, normalize_completion
-from proxy.config import UpstreamSettings
+from adapters.settings import UpstreamSettings
 
 # Providers that speak OpenAI's wire format, where extra_body reaches the server as is.
 _OPENAI_WIRE_PROVIDERS = frozenset({"openai", "openai_like", "custom_openai", "hosted_vllm", "text-completion-openai"})
@@ -170,7 +169,7 @@ class LiteLLMUpstream:
             kwargs.pop("stream_options", None)
         provider = _provider(litellm, kwargs["model"], self.settings.base_url)
         activation = ctx.activation
-        if isinstance(activation, Activation) and activation.marker and is_anthropic(kwargs["model"], provider):
+        if activation is not None and activation.marker and is_anthropic(kwargs["model"], provider):
             kwargs["messages"] = mark_cache_control(kwargs.get("messages") or [], activation.marker)
         if provider in _OPENAI_WIRE_PROVIDERS:
             extra = {k: kwargs.pop(k) for k in _VIA_EXTRA_BODY if k in kwargs}
@@ -376,13 +375,11 @@ async def _litellm() -> ModuleType:
 
 
 def load_litellm() -> ModuleType:
-    """Import litellm offline: bundled price map and tiktoken files, quiet errors."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    if "TIKTOKEN_CACHE_DIR" not in os.environ:
-        spec = importlib.util.find_spec("litellm")
-        if spec is not None and spec.submodule_search_locations:
-            root = Path(next(iter(spec.submodule_search_locations)))
-            os.environ["TIKTOKEN_CACHE_DIR"] = str(root / "litellm_core_utils" / "tokenizers")
+    """Import litellm with its debug banner off.
+
+    Offline use needs ``LITELLM_LOCAL_MODEL_COST_MAP`` and ``TIKTOKEN_CACHE_DIR``,
+    which the CLI sets (:mod:`proxy.environment`) before anything imports litellm.
+    """
     litellm = importlib.import_module("litellm")
     litellm.suppress_debug_info = True
     return litellm

@@ -60,14 +60,18 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from adapters.base import CallContext, configured_models
+from pydantic import BaseModel, ConfigDict
+
+from adapters.base import Activation, CallContext, configured_models
 from adapters.errors import UpstreamError, UpstreamUnavailable
-from adapters.kvcache import Activation, KVCache, KVEntry, cache_key, common_prefix, model_fingerprint, restore, snapshot
-from adapters.normalize import normalize_completion
+from adapters.kvcache import KVCache, KVEntry, cache_key, common_prefix, model_fingerprint, restore, snapshot
+from adapters.normalize import content_text, normalize_completion
 from adapters.worker_thread import ChunkSink, ModelWorker, include_usage
-from proxy.config import LlamaCppSettings, UpstreamSettings
+from adapters.settings import UpstreamSettings
 
 log = logging.getLogger(__name__)
+
+NAME = "llamacpp"  # the provider name, and this backend's section under ``upstream:``
 T = TypeVar("T")
 
 DEFAULT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
@@ -86,14 +90,30 @@ _PASSTHROUGH = (
 )
 
 
+class LlamaCppSettings(BaseModel):
+    """Options of the embedded llama.cpp model (``upstream.llamacpp``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: str | None = None  # default: the packaged Gemma 3 270M, assembled under data_dir/models
+    model_alias: str = "gemma-3-270m"
+    chat_format: str = "gemma"
+    n_ctx: int = 8192
+    n_threads: int | None = None
+    max_tokens: int = 256  # default completion length when the client sends none
+    kv_cache: bool = True  # activation memory: reuse the KV state of [system + core memories]
+    kv_cache_ram_mb: int = 1024  # RAM LRU cap for prefix KV states
+    kv_cache_disk: bool = True  # also keep them under data_dir/kvcache
+
+
 class LlamaCppUpstream:
     """An :class:`adapters.base.Upstream` backed by an in-process llama.cpp model."""
 
-    name = "llamacpp"
+    name = NAME
 
     def __init__(self, settings: UpstreamSettings, data_dir: Path) -> None:
         self.settings = settings
-        self.llama_settings: LlamaCppSettings = settings.llamacpp
+        self.llama_settings = settings.options(NAME, LlamaCppSettings)
         self.data_dir = Path(data_dir)
         self._worker = ModelWorker("llamacpp", "The embedded model has been shut down.")
         self._llama: Any = None  # touched only on the worker thread
@@ -111,7 +131,7 @@ class LlamaCppUpstream:
         """One completion. A call cancelled while queued never runs; one
         cancelled while generating runs to its end (at most ``max_tokens``)."""
         kwargs = build_kwargs(body, self.llama_settings)
-        raw = await self._on_worker(self._complete, kwargs, _activation(ctx))
+        raw = await self._on_worker(self._complete, kwargs, ctx.activation)
         return normalize_completion(raw, model=_reported_model(body, self.llama_settings))
 
     async def open_stream(
@@ -121,7 +141,7 @@ class LlamaCppUpstream:
         return await self._worker.stream(
             self._stream_worker,
             kwargs,
-            _activation(ctx),
+            ctx.activation,
             model=_reported_model(body, self.llama_settings),
             include_usage=include_usage(body),
         )
@@ -321,28 +341,6 @@ def _fold_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rest[i] = {**message, "content": f"{preamble}\n\n{message['content']}"}
             return rest
     return [{"role": "user", "content": preamble}, *rest]
-
-
-def content_text(content: Any) -> str:
-    """A message content as plain text (text parts of a list joined by newlines)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-        return "\n".join(parts)
-    return str(content)
-
-
-def _activation(ctx: CallContext) -> Activation | None:
-    activation = getattr(ctx, "activation", None)
-    return activation if isinstance(activation, Activation) else None
 
 
 def _reported_model(body: dict[str, Any], settings: LlamaCppSettings) -> str:

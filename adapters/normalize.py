@@ -66,6 +66,23 @@ _DELTA_NON_NULLABLE = ("role", "tool_calls", "function_call")
 _USAGE_DETAILS = ("completion_tokens_details", "prompt_tokens_details")
 
 
+def content_text(content: Any) -> str:
+    """A message content as plain text (text parts of a list joined by newlines)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+        return "\n".join(parts)
+    return str(content)
+
+
 def new_completion_id() -> str:
     """An id in OpenAI's ``chatcmpl-...`` style."""
     return f"chatcmpl-{uuid.uuid4().hex}"

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 import httpx
 
 from adapters.base import CallContext
@@ -33,6 +35,16 @@ class NdjsonLine:
 
     raw: bytes
     data: dict[str, Any]
+
+
+class OllamaSettings(BaseModel):
+    """The Ollama server behind memproxy's native ``/api/*`` routes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = DEFAULT_BASE_URL
+    timeout_s: float = 600.0
+    connect_timeout_s: float = 10.0
 
 
 class OllamaUpstream:
@@ -132,3 +144,7 @@ def _headers(ctx: CallContext | None) -> dict[str, str]:
         headers["Authorization"] = f"Bearer {ctx.client_api_key}"
     headers["X-Request-Id"] = ctx.request_id
     return headers
+
+
+def from_settings(settings: OllamaSettings) -> OllamaUpstream:
+    return OllamaUpstream(settings.base_url, timeout_s=settings.timeout_s, connect_timeout_s=settings.connect_timeout_s)

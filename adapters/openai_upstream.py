@@ -17,7 +17,7 @@ import httpx
 from adapters.base import CallContext, configured_models
 from adapters.errors import UpstreamError, UpstreamUnsupported
 from adapters.transport import json_object, transport_errors
-from proxy.config import UpstreamSettings
+from adapters.settings import UpstreamSettings
 
 
 PEER = "the upstream model"

@@ -4,6 +4,11 @@ A backend is a factory ``create(settings: UpstreamSettings, data_dir: Path) ->
 Upstream`` published under the ``memproxy.upstreams`` entry-point group (the
 built-ins are published by memproxy's own ``pyproject.toml``). Tests and
 embedding applications may also call :meth:`UpstreamRegistry.register`.
+
+A backend's own options live in ``upstream.<its name>`` and are validated by
+the model it declares (:meth:`UpstreamSettings.options`); :meth:`check`
+refuses sections that belong to no registered backend, so a typo is an
+error at startup rather than a silently ignored key.
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from adapters.base import Upstream
-from proxy.config import UpstreamSettings
+from adapters.settings import UpstreamSettings
 
 UpstreamFactory = Callable[[UpstreamSettings, Path], Upstream]
 ENTRY_POINT_GROUP = "memproxy.upstreams"
 
 
-class UnknownUpstream(LookupError):
+class UnknownUpstream(ValueError):
     pass
 
 
@@ -39,6 +44,13 @@ class UpstreamRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._factories)
+
+    def check(self, settings: UpstreamSettings) -> None:
+        """Raise :class:`UnknownUpstream` for an ``upstream.<name>`` section no backend owns."""
+        for name in settings.sections():
+            if name not in self._factories:
+                known = ", ".join(self.names()) or "none"
+                raise UnknownUpstream(f"unknown setting 'upstream.{name}' (backend sections: {known})")
 
     def create(self, name: str, settings: UpstreamSettings, data_dir: Path) -> Upstream:
         try:

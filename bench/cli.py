@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Sequence
 
 BENCHMARKS = {
     "latency": ("bench.latency", "added latency of the proxy vs calling the upstream directly"),
@@ -22,3 +23,10 @@ def add_bench_commands(parser: argparse.ArgumentParser) -> None:
         module = importlib.import_module(module_name)
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="memproxy bench", description="memproxy's benchmarks")
+    add_bench_commands(parser)
+    args = parser.parse_args(list(argv))
+    return int(args.handler(args) or 0)

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import CallContext
-from adapters.kvcache import Activation
-from adapters.llamacpp_upstream import LlamaCppUpstream
+from adapters.base import Activation
+from adapters.llamacpp_upstream import NAME, LlamaCppSettings, LlamaCppUpstream
 from bench.stats import median, percentile
 from proxy.config import load_settings
-from proxy.injection import render_core_block
+from proxy.pipeline.blocks import render_core_block
 
 SYSTEM = "You are a helpful assistant. Answer briefly."
 QUESTIONS = (
@@ -87,10 +87,11 @@ def core_lines(owner: str, count: int) -> list[str]:
 async def measure(sizes: list[int], requests: int, max_tokens: int, config: str | None) -> dict[str, Any]:
     settings = load_settings(config)
     with tempfile.TemporaryDirectory(prefix="memproxy-ttft-") as tmp:
-        upstream_settings = settings.upstream.model_copy(deep=True)
-        upstream_settings.llamacpp.kv_cache = True
-        upstream_settings.llamacpp.kv_cache_disk = False
-        model_dir = settings.data_path if upstream_settings.llamacpp.model_path is None else Path(tmp)
+        options = settings.upstream.options(NAME, LlamaCppSettings).model_copy(
+            update={"kv_cache": True, "kv_cache_disk": False}
+        )
+        upstream_settings = settings.upstream.model_copy(update={NAME: options.model_dump()})
+        model_dir = settings.data_path if options.model_path is None else Path(tmp)
         up = LlamaCppUpstream(upstream_settings, model_dir)
         try:
             await up.warmup()
@@ -99,7 +100,7 @@ async def measure(sizes: list[int], requests: int, max_tokens: int, config: str 
                 rows.append(await measure_size(up, size, requests, max_tokens))
         finally:
             await up.aclose()
-    return {"model": upstream_settings.llamacpp.model_alias, "requests": requests, "rows": rows}
+    return {"model": options.model_alias, "requests": requests, "rows": rows}
 
 
 async def block_of(up: LlamaCppUpstream, owner: str, size: int) -> str:

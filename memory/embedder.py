@@ -66,7 +66,6 @@ class Embedder:
         with self._lock:
             model = self._models.get(lane)
             if model is None:
-                os.environ["HF_HUB_OFFLINE"] = "1"
                 import torch
                 from sentence_transformers import SentenceTransformer
 

@@ -267,6 +267,7 @@ class MemoryEngine:
         token_budget: int | None = None,
         limit: int | None = None,
         record: bool = True,
+        now: datetime | None = None,
     ) -> RecallResult:
         budget = self.settings.token_budget if token_budget is None else token_budget
         max_items = self.settings.max_items if limit is None else limit
@@ -277,7 +278,7 @@ class MemoryEngine:
         owner_index = await self._lexical.index(user)
         candidates = await gather_candidates(self.store, owner_index, user, query, embedding, k)
         bridged = await self._bridge.scores(embedding, list(owner_index.cubes.values()), self.settings.min_score)
-        when = query_time(query, now=utcnow())
+        when = query_time(query, now=now or utcnow())
         ranked = rank(candidates, self.settings.min_score, bridged, query, len(owner_index.cubes), when)
         if record:  # the scheduler's evidence (internal searches, e.g. the extractor's, are not)
             self.recalls.note(user, [c.id for c, _ in ranked[:max_items]])

@@ -29,13 +29,6 @@ def bundled_tiktoken_dir() -> Path | None:
     return None
 
 
-def use_bundled_tiktoken_cache() -> None:
-    """Point tiktoken at litellm's bundled files unless the user chose a cache."""
-    directory = bundled_tiktoken_dir()
-    if directory is not None:
-        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(directory))
-
-
 class TokenCounter:
     """Counts ``cl100k_base`` tokens; the encoding loads on first use."""
 
@@ -47,7 +40,6 @@ class TokenCounter:
     def _load(self) -> tiktoken.Encoding:
         with self._lock:
             if self._encoding is None:
-                use_bundled_tiktoken_cache()
                 self._encoding = tiktoken.get_encoding(self._name)
             return self._encoding
 

@@ -14,21 +14,28 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from adapters import ollama_upstream
 from adapters.base import Upstream
-from adapters.ollama_upstream import OllamaUpstream
 from adapters.registry import UpstreamRegistry
 from memory.embedder import Embedder
 from memory.engine import MemoryEngine
 from memory.tokens import TokenCounter
-from proxy.chat_service import ChatService
+from proxy import health
 from proxy.config import Settings
-from proxy.embeddings_service import EmbeddingsService
 from proxy.errors import install_handlers
 from proxy.identity import HeaderIdentityResolver, IdentityResolver
+from proxy.memories import router as memories
 from proxy.middleware import RequestIdMiddleware
-from proxy.ollama_service import OllamaService
-from proxy.responses_service import ResponsesService
-from proxy.routes import chat, embeddings, health, memories, models, ollama, responses
+from proxy.ollama import router as ollama
+from proxy.ollama.serving import OllamaServing
+from proxy.openai.chat import router as chat
+from proxy.openai.chat.serving import ChatServing
+from proxy.openai.embeddings import router as embeddings
+from proxy.openai.embeddings.serving import EmbeddingsServing
+from proxy.openai.models import router as models
+from proxy.openai.responses import router as responses
+from proxy.openai.responses.serving import ResponsesServing
+from proxy.pipeline import MemoryPipeline
 from proxy.services import Services
 
 log = logging.getLogger("memproxy")
@@ -79,34 +86,29 @@ async def build_services(
 ) -> Services:
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
-    if engine is None:
-        engine = await MemoryEngine.open(settings.memory, data_dir, embedder=embedder)
     if upstream is None:
         registry = registry or UpstreamRegistry.from_entry_points()
+        registry.check(settings.upstream)
         upstream = registry.create(settings.resolved_provider(), settings.upstream, data_dir)
+    if engine is None:
+        engine = await MemoryEngine.open(settings.memory, data_dir, embedder=embedder)
     counter = TokenCounter()
     await _warm_memory(engine, counter)
     await _warm_upstream(upstream)
     engine.scheduler.start()
-    chat_service = ChatService(
-        upstream,
-        engine,
-        counter,
-        settings.memory,
-        model_override=settings.upstream.model if settings.resolved_provider() == "openai" else None,
-    )
-    resolver = identity or HeaderIdentityResolver(settings.memory.default_mode)
-    responses = ResponsesService(upstream, chat_service, settings.upstream.responses)
-    ollama = OllamaService(
-        OllamaUpstream(
-            settings.ollama.base_url,
-            timeout_s=settings.ollama.timeout_s,
-            connect_timeout_s=settings.ollama.connect_timeout_s,
-        ),
-        chat_service,
-    )
+    pipeline = MemoryPipeline(engine, counter, settings.memory)
+    # the openai backend sends upstream.model instead of the client's; others map it themselves
+    override = settings.upstream.model if settings.resolved_provider() == "openai" else None
     return Services(
-        settings, engine, upstream, resolver, chat_service, responses, EmbeddingsService(upstream), ollama
+        settings=settings,
+        engine=engine,
+        upstream=upstream,
+        identity=identity or HeaderIdentityResolver(settings.memory.default_mode),
+        pipeline=pipeline,
+        chat=ChatServing(upstream, pipeline, model_override=override),
+        responses=ResponsesServing(upstream, pipeline, settings.upstream.responses, model_override=override),
+        embeddings=EmbeddingsServing(upstream),
+        ollama=OllamaServing(ollama_upstream.from_settings(settings.ollama), pipeline),
     )
 
 
@@ -135,7 +137,7 @@ async def _warm_upstream(upstream: Upstream) -> None:
 
 
 async def _close(svc: Services, *, owns_engine: bool, owns_upstream: bool) -> None:
-    await svc.ollama.client.aclose()
+    await svc.ollama.aclose()
     await svc.engine.scheduler.aclose()
     if owns_engine:
         await svc.engine.aclose()

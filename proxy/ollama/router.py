@@ -1,4 +1,4 @@
-"""Ollama's native API (``/api/*``) — thin adapters over :class:`OllamaService`.
+"""Ollama's native API (``/api/*``) — thin adapters over :class:`OllamaServing`.
 
 A client configured with ``host="http://127.0.0.1:8000"`` works unchanged.
 Every failure on these routes is answered in Ollama's shape,
@@ -13,21 +13,22 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.background import BackgroundTask
 from fastapi.routing import APIRoute
+from starlette.background import BackgroundTask
 
 from adapters.errors import UpstreamError
 from proxy.errors import ProxyError
-from proxy.ollama_protocol import (
+from proxy.http import MemoryCall, call_context, event_stream, json_body, read_json_object, read_memory_call, validate
+from proxy.ollama.protocol import (
     OllamaChatRequest,
     OllamaEmbedRequest,
     OllamaGenerateRequest,
     OllamaModelRequest,
     ollama_error,
+    streams,
 )
-from proxy.ollama_service import PreparedOllama
-from proxy.requests import read_json_object, validate
-from proxy.routes.common import STREAM_HEADERS, call_context, read_memory_call
+from proxy.ollama.serving import CHAT, GENERATE
+from proxy.pipeline import Exchange
 from proxy.services import services
 
 NDJSON = "application/x-ndjson"
@@ -56,18 +57,18 @@ class OllamaRoute(APIRoute):
 router = APIRouter(route_class=OllamaRoute)
 
 
-@router.post("/api/chat")
+@router.post("/api/chat", openapi_extra=json_body(OllamaChatRequest))
 async def chat(request: Request) -> Response:
     call = await read_memory_call(request, OllamaChatRequest)
-    prepared = await call.services.ollama.prepare_chat(call.body, call.identity, call.context)
-    return await _answer(request, prepared)
+    exchange = await call.services.ollama.prepare_chat(call.body, call.identity, call.context)
+    return await _answer(call, CHAT, exchange)
 
 
-@router.post("/api/generate")
+@router.post("/api/generate", openapi_extra=json_body(OllamaGenerateRequest))
 async def generate(request: Request) -> Response:
     call = await read_memory_call(request, OllamaGenerateRequest)
-    prepared = await call.services.ollama.prepare_generate(call.body, call.identity, call.context)
-    return await _answer(request, prepared)
+    exchange = await call.services.ollama.prepare_generate(call.body, call.identity, call.context)
+    return await _answer(call, GENERATE, exchange)
 
 
 @router.get("/api/tags")
@@ -134,12 +135,10 @@ async def root() -> PlainTextResponse:
     return PlainTextResponse("Ollama is running (memproxy)")
 
 
-async def _answer(request: Request, prepared: PreparedOllama) -> Response:
-    svc = services(request)
-    headers = prepared.memory.headers()
-    if prepared.streaming:
-        stream = await svc.ollama.stream(prepared)
-        return StreamingResponse(stream, media_type=NDJSON, headers={**STREAM_HEADERS, **headers})
-    return JSONResponse(await svc.ollama.complete(prepared), headers=headers)
-
-
+async def _answer(call: MemoryCall, path: str, exchange: Exchange) -> Response:
+    ollama = call.services.ollama
+    if streams(exchange.body):
+        stream = await ollama.stream(path, exchange)
+        return event_stream(stream, exchange.headers(), media_type=NDJSON)
+    answer = await ollama.complete(path, exchange)
+    return JSONResponse(answer, headers=exchange.headers())

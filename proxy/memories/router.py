@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from memory.cube import Owner, Provenance
 from memory.engine import MemoryPatch, NewMemory, Recalled
-from proxy.protocol import AddMemoriesRequest, PatchMemoryRequest, SearchRequest
+from proxy.memories.protocol import AddMemoriesRequest, PatchMemoryRequest, SearchRequest
 from proxy.services import services
 
 router = APIRouter()

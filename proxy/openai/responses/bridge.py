@@ -83,17 +83,24 @@ def to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
     return chat
 
 
-def input_to_messages(value: Any) -> list[dict[str, Any]]:
-    """``input`` (a string or a list of items) as chat messages."""
+def input_to_messages(value: Any, *, strict: bool = True) -> list[dict[str, Any]]:
+    """``input`` (a string or a list of items) as chat messages.
+
+    ``strict`` (the bridge) refuses what chat completions cannot carry. Not
+    strict (reading the turn for memory, whatever the upstream): such items
+    become empty placeholder messages and such content parts are skipped.
+    """
     if value is None:
         return []
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     messages: list[dict[str, Any]] = []
     for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            continue  # the request model admits only objects; be safe when not strict
         kind = item.get("type") or ("message" if "role" in item else None)
         if kind == "message":
-            messages.append(_message(item, index))
+            messages.append(_message(item, index, strict))
         elif kind == "function_call":
             call = {
                 "id": item.get("call_id") or item.get("id") or new_id("call"),
@@ -112,6 +119,8 @@ def input_to_messages(value: Any) -> list[dict[str, Any]]:
             )
         elif kind == "reasoning":
             continue  # reasoning items are the upstream model's own; chat has no place for them
+        elif not strict:
+            messages.append({"role": kind or "item", "content": ""})
         else:
             raise InvalidRequest(
                 f"Input items of type '{kind}' need an upstream with the Responses API.",
@@ -120,7 +129,7 @@ def input_to_messages(value: Any) -> list[dict[str, Any]]:
     return messages
 
 
-def _message(item: dict[str, Any], index: int) -> dict[str, Any]:
+def _message(item: dict[str, Any], index: int, strict: bool) -> dict[str, Any]:
     role = item.get("role", "user")
     content = item.get("content")
     if isinstance(content, str) or content is None:
@@ -129,9 +138,11 @@ def _message(item: dict[str, Any], index: int) -> dict[str, Any]:
         return {"role": role, "content": _text_of(content)}
     parts: list[dict[str, Any]] = []
     for part in content:
-        kind = part.get("type")
+        kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("input_text", "output_text", "text"):
             parts.append({"type": "text", "text": part.get("text", "")})
+        elif not strict:
+            continue  # only the text matters for memory
         elif kind == "input_image":
             url = part.get("image_url") or part.get("file_id")
             if not url:

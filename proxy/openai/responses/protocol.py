@@ -1,6 +1,6 @@
-"""Request models for ``/v1/responses`` and ``/v1/embeddings`` (validation only).
+"""The ``/v1/responses`` request model (validation and ``/docs`` only).
 
-Bodies are forwarded as the client sent them; the models allow extra fields.
+Bodies are forwarded as the client sent them; the model allows extra fields.
 """
 
 from __future__ import annotations
@@ -20,10 +20,3 @@ class CreateResponseRequest(BaseModel):
     previous_response_id: str | None = None
     store: bool | None = None
     user: str | None = None
-
-
-class EmbeddingsRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1)
-    input: str | list[Any]

@@ -8,7 +8,7 @@ from adapters.base import CallContext, EmbeddingsUpstream, Upstream
 from adapters.errors import UpstreamUnsupported
 
 
-class EmbeddingsService:
+class EmbeddingsServing:
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
 

@@ -1,8 +1,4 @@
-"""Request models for the HTTP API (validation only; no logic).
-
-Chat bodies are validated here but forwarded as the client sent them: the
-models allow extra fields so that nothing the proxy does not use is lost.
-"""
+"""Request models of the memory management API (``/v1/memories``, ``/v1/users/…``)."""
 
 from __future__ import annotations
 
@@ -10,31 +6,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: Role
-    content: str | list[dict[str, Any]] | None = None
-
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    include_usage: bool | None = None
-
-
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool | None = None
-    stream_options: StreamOptions | None = None
-    user: str | None = None
 
 
 class MemoryIn(BaseModel):

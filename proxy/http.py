@@ -1,0 +1,129 @@
+"""What every route does with an HTTP request before its service sees it.
+
+Read the JSON body (a clear 400 when it is not an object), validate it
+against the endpoint's request model, resolve who the memory belongs to, and
+build the :class:`CallContext` of the upstream call; and send Server-Sent
+Events with headers that proxies and browsers do not buffer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from adapters.base import CallContext
+from proxy.errors import InvalidRequest
+from proxy.identity import Identity
+from proxy.services import Services, services
+
+Model = TypeVar("Model", bound=BaseModel)
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryCall:
+    """One validated request, who sent it and the context of its upstream call."""
+
+    body: dict[str, Any]
+    services: Services
+    identity: Identity
+    context: CallContext
+
+
+async def read_memory_call(request: Request, schema: type[BaseModel]) -> MemoryCall:
+    """Parse ``request``'s JSON body, validate it against ``schema`` and resolve its identity.
+
+    Raises :class:`proxy.errors.InvalidRequest` (400) for a bad body or bad memory headers.
+    """
+    body = await read_json_object(request)
+    validate(schema, body)
+    svc = services(request)
+    identity = svc.identity.resolve(request.headers, body)
+    return MemoryCall(body, svc, identity, call_context(request))
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. Send valid JSON "
+            "with Content-Type: application/json."
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def validate(model: type[Model], body: dict[str, Any]) -> Model:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = _param(first.get("loc", ()))
+        message = first.get("msg", "Invalid request.")
+        raise InvalidRequest(
+            f"Invalid value for '{param}': {message}" if param else message, param=param
+        ) from None
+
+
+def call_context(request: Request) -> CallContext:
+    """The upstream call's context: the request id and the client's own API key."""
+    return CallContext(request.state.request_id, client_api_key=bearer_token(request))
+
+
+def bearer_token(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def event_stream(stream: AsyncIterator[bytes], headers: Mapping[str, str], media_type: str = "text/event-stream") -> StreamingResponse:
+    """A streamed response that proxies and browsers do not buffer."""
+    return StreamingResponse(stream, media_type=media_type, headers={**STREAM_HEADERS, **headers})
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting ``model`` as the route's JSON body.
+
+    Routes read the raw body themselves (so every field the client sent is
+    forwarded), which hides it from FastAPI; this puts the schema back in
+    ``/docs``, with nested models inlined.
+    """
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline(schema, definitions)}},
+        }
+    }
+
+
+def _inline(node: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {key: _inline(value, definitions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline(item, definitions) for item in node]
+    return node
+
+
+def _param(loc: tuple[Any, ...]) -> str | None:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part) not in {"str", "list[dict[str,any]]"}:
+            out += f".{part}" if out else str(part)
+    return out or None

@@ -1,0 +1,186 @@
+"""The one memory pipeline under every front end: recall -> place -> forward -> relay -> remember.
+
+Framework-free and async. A front end (chat completions, Responses, Ollama)
+only translates its own wire shapes:
+
+1. it reads the recall query and the user's text of the turn out of its body;
+2. :meth:`MemoryPipeline.prepare` recalls the owner's memory under the
+   deadline and hands the rendered :class:`MemoryBlocks` to the front end's
+   ``place`` function, which puts them into its body;
+3. the front end calls its upstream with the :class:`Exchange`'s body and
+   context (the context carries the KV :class:`Activation` when there is a
+   core block);
+4. a stream is relayed by :meth:`MemoryPipeline.relay` through the front end's
+   :class:`StreamTranslator`; a whole answer is captured by the front end;
+5. :meth:`MemoryPipeline.remember` queues the finished turn for the writer.
+
+Memory never fails a request: recall runs under ``memory.recall_deadline_ms``
+and any failure or timeout forwards without memories, reported as
+``X-Memory-Status: degraded``. Failed or broken upstream calls write nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from adapters.base import Activation, CallContext, close_stream
+from adapters.errors import UpstreamError
+from memory.cube import Provenance
+from memory.engine import CoreSet, MemoryEngine, RecallResult
+from memory.settings import MemorySettings
+from memory.tokens import TokenCounter
+from proxy.identity import Identity
+from proxy.pipeline.blocks import MemoryBlocks, MemoryOutcome, render_block, render_core_block
+from proxy.pipeline.capture import ReplyCapture
+
+log = logging.getLogger("memproxy.pipeline")
+
+Body = dict[str, Any]
+Placer = Callable[[Body, MemoryBlocks], Body]
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request on its way through memory."""
+
+    body: Body  # what goes upstream (memory placed)
+    user_text: str  # the client's own text of this turn (what gets written)
+    identity: Identity
+    context: CallContext  # carries the activation when there is a core block
+    memory: MemoryOutcome
+
+    def headers(self) -> dict[str, str]:
+        """``X-Memory-*`` headers; ``X-Memory-KV`` is known once the upstream call started."""
+        activation = self.context.activation
+        return {**self.memory.headers(), "X-Memory-KV": activation.kv if activation is not None else "off"}
+
+
+class StreamTranslator(Protocol):
+    """A front end's view of one upstream stream: what to send the client for
+    each upstream item, and the reply it adds up to (``capture``)."""
+
+    capture: ReplyCapture
+
+    def start(self) -> Iterable[bytes]: ...
+
+    def feed(self, item: Any) -> Iterable[bytes]: ...
+
+    def fail(self, error: UpstreamError) -> Iterable[bytes]: ...
+
+    def finish(self) -> Iterable[bytes]: ...
+
+
+class MemoryPipeline:
+    def __init__(self, engine: MemoryEngine, counter: TokenCounter, settings: MemorySettings) -> None:
+        self.engine = engine
+        self.counter = counter
+        self.settings = settings
+
+    @property
+    def placement(self) -> str:
+        return self.settings.placement
+
+    async def prepare(
+        self,
+        body: Body,
+        *,
+        query: str | None,
+        user_text: str,
+        identity: Identity,
+        context: CallContext,
+        place: Placer,
+    ) -> Exchange:
+        """Recall for ``query`` and place the blocks with the front end's ``place``.
+
+        ``query`` None: this request takes no memory at all (e.g. a raw
+        prompt), not even the core block.
+        """
+        if query is None:
+            mode = identity.mode
+            blocks = MemoryBlocks.empty("ok" if mode.reads or mode.writes else "off")
+        else:
+            blocks = await self.recall(query, identity)
+        forwarded = place(body, blocks) if blocks else dict(body)
+        if blocks.activation is not None:
+            context = dataclasses.replace(context, activation=blocks.activation)
+        return Exchange(forwarded, user_text, identity, context, blocks.outcome)
+
+    async def recall(self, query: str, identity: Identity, now: datetime | None = None) -> MemoryBlocks:
+        """The owner's core block and the block recalled for ``query``, under the deadline."""
+        if not identity.mode.reads:
+            return MemoryBlocks.empty("ok" if identity.mode.writes else "off")
+        user = identity.owner.user
+        deadline = self.settings.recall_deadline_ms / 1000
+
+        async def recalled() -> RecallResult | None:
+            return await self.engine.search(user, query, now=now) if query else None
+
+        try:
+            core, result = await asyncio.wait_for(asyncio.gather(self.engine.core(user), recalled()), timeout=deadline)
+        except TimeoutError:
+            log.warning("recall missed its %.0f ms deadline; forwarding without memories", deadline * 1000)
+            return MemoryBlocks.empty("degraded")
+        except Exception:  # fail open by design: memory must never fail a request
+            log.exception("recall failed; forwarding without memories")
+            return MemoryBlocks.empty("degraded")
+        return self._render(user, core, result)
+
+    def _render(self, user: str, core: CoreSet, result: RecallResult | None) -> MemoryBlocks:
+        core_block = render_core_block(core.texts) if core.items else None
+        items = result.items if result is not None else []
+        recalled_block = render_block([item.text for item in items]) if items else None
+        tokens = sum(self.counter.count(b) for b in (core_block, recalled_block) if b)
+        outcome = MemoryOutcome("ok", len(items), tokens, len(core.items))
+        activation = Activation(user, core.version, core_block) if core_block else None
+        return MemoryBlocks(core_block, recalled_block, outcome, activation)
+
+    async def relay(
+        self, exchange: Exchange, source: AsyncIterator[Any], translator: StreamTranslator
+    ) -> AsyncIterator[bytes]:
+        """Relay ``source`` to the client through ``translator``, then remember the turn.
+
+        An upstream error mid-stream is sent in the front end's own error
+        shape and writes nothing.
+        """
+        for out in translator.start():
+            yield out
+        try:
+            async for item in source:
+                for out in translator.feed(item):
+                    yield out
+        except UpstreamError as exc:
+            log.warning("upstream failed mid-stream: %s", exc.message)
+            for out in translator.fail(exc):
+                yield out
+            return
+        finally:
+            await close_stream(source)
+        for out in translator.finish():
+            yield out
+        self.remember(exchange, translator.capture)
+
+    def remember(self, exchange: Exchange, capture: ReplyCapture) -> None:
+        """Queue the finished turn for the background writer; never raises.
+
+        Nothing is written for an unfinished reply, with memory writes off for
+        this request, or when both texts are empty.
+        """
+        identity, context = exchange.identity, exchange.context
+        if not capture.finished or not identity.mode.writes or not self.settings.write_enabled:
+            return
+        user_text, reply = exchange.user_text, capture.text
+        if not user_text and not reply:
+            return
+        model = capture.model or exchange.body.get("model")
+        roles = tuple(r for r, t in (("user", user_text), ("assistant", reply)) if t)
+        provenance = Provenance(request_id=context.request_id, model=model, roles=roles)
+        try:
+            self.engine.remember_turn(identity.owner, user_text, reply, provenance)
+        except Exception:  # the reply is already delivered; losing the write is logged
+            log.exception("could not queue the memory write for %s", context.request_id)
