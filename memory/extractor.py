@@ -24,9 +24,12 @@ into the writer.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
+import sys
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from memory.cube import Kind, MemCube, Provenance, State, isoformat
@@ -184,9 +187,7 @@ class FactExtractor(QueueWorker[MemCube]):
         return facts[:CONTEXT_FACTS]
 
     async def _complete(self, messages: list[dict[str, str]]) -> Any:
-        from adapters.litellm_upstream import _litellm  # lazy: litellm takes ~1.6 s to import
-
-        litellm = await _litellm()
+        litellm = await _import_litellm()
         s = self.settings
         self.calls += 1
         call = litellm.acompletion(
@@ -249,3 +250,11 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+async def _import_litellm() -> ModuleType:
+    """litellm, imported on a worker thread the first time (~1.6 s; never on the event loop)."""
+    module = sys.modules.get("litellm")
+    if module is not None and getattr(module, "acompletion", None) is not None:
+        return module
+    return await asyncio.to_thread(importlib.import_module, "litellm")
