@@ -20,7 +20,7 @@ def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_proxy(tmp_path_factory, embedder, gguf):
-    from bench.serving import ServerThread
+    from testing.serving import ServerThread
     from proxy.app import create_app
     from proxy.config import load_settings
 
