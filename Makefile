@@ -26,8 +26,9 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
+# The fake upstream lives in testing/ (source tree only, not in the wheel).
 bench-latency: $(STAMP)
-	$(BIN)/memproxy bench latency $(ARGS)
+	PYTHONPATH=. $(BIN)/memproxy bench latency $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -10,6 +10,11 @@ are interleaved call by call so machine noise hits them alike: (a), (b) and
 (c) together, then (d) with direct calls beside it, since (d) leaves a
 background write behind every call. The report gives medians, p95 and the
 added latency against the direct calls of the same phase.
+
+The fake upstream lives in the source tree's ``testing`` package, which the
+wheel does not ship: run this benchmark from a source checkout
+(``make bench-latency``, or ``PYTHONPATH=. memproxy bench latency`` at the
+repository root).
 """
 
 from __future__ import annotations
@@ -21,8 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.fake_upstream import FakeUpstream
-from bench.serving import ServerThread
 from bench.stats import median, percentile
 
 TOPICS = (
@@ -67,7 +70,8 @@ def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
     from proxy.app import create_app
     from proxy.config import load_settings
 
-    fake = FakeUpstream()
+    FakeOpenAI, ServerThread = _fakes()
+    fake = FakeOpenAI()
     with tempfile.TemporaryDirectory(prefix="memproxy-bench-") as tmp, ServerThread(fake.app()) as upstream:
         settings = load_settings(data_dir=tmp, upstream={"base_url": f"{upstream.url}/v1", "provider": "openai"})
         with ServerThread(create_app(settings)) as proxy:
@@ -100,6 +104,22 @@ def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
                         if name == "proxy_memory_read":
                             recalled.append(count)
     return _summary(timings, recalled, calls, memories, stream)
+
+
+def _fakes() -> tuple[Any, Any]:
+    """The fake upstream and server thread, from the source tree's ``testing`` package."""
+    try:
+        from testing.fake_openai import FakeOpenAI
+        from testing.serving import ServerThread
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("testing", "testing.fake_openai", "testing.serving"):
+            raise
+        raise SystemExit(
+            "memproxy bench latency needs the fake upstream, which lives in the source tree's "
+            "testing/ package (not installed with memproxy). Run it from a source checkout: "
+            "`make bench-latency`, or `PYTHONPATH=. memproxy bench latency` at the repository root."
+        ) from exc
+    return FakeOpenAI, ServerThread
 
 
 def _seed(client: Any, count: int) -> None:

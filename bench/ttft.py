@@ -5,7 +5,7 @@ Runs the embedded llama.cpp model (the packaged Gemma 3 270M unless
 with a core memory block of N Gemma tokens, send short questions in
 alternation (A, B, A, B ...), so llama.cpp's implicit single-slot prefix reuse
 cannot help. Each request is the prompt the proxy builds: the system prompt,
-then the core block (``proxy.injection.render_core_block``), then the
+then the core block (``proxy.pipeline.blocks.render_core_block``), then the
 question. ``cold`` sends no activation (every request prefills everything);
 ``kv`` passes the stable prefix, so the owner's cached KV state is restored and
 only the question is prefilled. The first request per owner in ``kv`` builds

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,34 +17,49 @@ from proxy.environment import prepare_environment  # noqa: E402
 
 prepare_environment()  # as the CLI does, before anything imports litellm or tiktoken
 
-from bench.fake_upstream import FakeUpstream  # noqa: E402
-from bench.serving import ServerThread  # noqa: E402
+from testing.fake_openai import FakeOpenAI  # noqa: E402
+from testing.serving import ServerThread  # noqa: E402
+
+MEMORIES_TIMEOUT_S = 30.0
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Any:
+def embedder() -> Iterator[Any]:
     """One real all-MiniLM-L6-v2 for the whole run (loading takes seconds)."""
     from memory.embedder import Embedder
 
-    return Embedder()
+    shared = Embedder()
+    asyncio.run(shared.warmup())
+    yield shared
+    shared.close()
 
 
 @pytest.fixture(scope="session")
-def fake_upstream() -> Iterator[tuple[FakeUpstream, ServerThread]]:
-    fake = FakeUpstream()
+def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packaged Gemma 3 270M GGUF, assembled once per run as the
+    llama.cpp upstream does by default: into ``<data dir>/models/``."""
+    from adapters.llamacpp_upstream import DEFAULT_MODEL_FILE, assemble_default_model
+
+    return assemble_default_model(tmp_path_factory.mktemp("gemma-data") / "models" / DEFAULT_MODEL_FILE)
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[tuple[FakeOpenAI, ServerThread]]:
+    fake = FakeOpenAI()
     with ServerThread(fake.app()) as server:
         yield fake, server
 
 
 @pytest.fixture()
-def upstream(fake_upstream: tuple[FakeUpstream, ServerThread]) -> FakeUpstream:
+def upstream(fake_upstream: tuple[FakeOpenAI, ServerThread]) -> Iterator[FakeOpenAI]:
     fake, _ = fake_upstream
     fake.clear()
-    return fake
+    yield fake
+    fake.clear()  # nothing scripted or held leaks into the next test
 
 
 @pytest.fixture()
-def upstream_url(fake_upstream: tuple[FakeUpstream, ServerThread]) -> str:
+def upstream_url(fake_upstream: tuple[FakeOpenAI, ServerThread]) -> str:
     return f"{fake_upstream[1].url}/v1"
 
 
@@ -82,11 +99,54 @@ def proxy(make_proxy: ProxyFactory) -> ServerThread:
     return make_proxy()
 
 
-def wait_for_memories(base_url: str, user: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-    """Poll the management API until ``user`` holds at least ``count`` memories."""
+def list_memories(base_url: str, user: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{base_url}/v1/memories", params={"user": user, "limit": 1000}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def wait_for_memories(
+    base_url: str, user: str, count: int, timeout: float = MEMORIES_TIMEOUT_S
+) -> list[dict[str, Any]]:
+    """Poll the management API until ``user`` holds at least ``count`` memories.
+
+    Writes happen in the background after a reply, so tests wait for them;
+    a wait that runs out is a failure, reported with what was stored.
+    """
+    return _poll_memories(base_url, user, lambda data: len(data) >= count, f"at least {count} memories", timeout)
+
+
+def memories_before_barrier(base_url: str, user: str) -> list[dict[str, Any]]:
+    """What ``user`` had stored before a barrier turn, once the barrier is stored.
+
+    Sends one memory-on chat turn as ``user`` and waits until it is stored.
+    Writes are queued in order, so anything an earlier call queued has landed
+    by then: an empty answer proves earlier calls stored nothing, with no
+    sleep-and-hope.
+    """
+    marker = f"barrier-{uuid.uuid4().hex}"
+    response = httpx.post(
+        f"{base_url}/v1/chat/completions",
+        json={"model": "fake-model", "messages": [{"role": "user", "content": f"Note {marker}."}]},
+        headers={"X-Memory-User": user, "X-Memory": "on"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    landed = _poll_memories(
+        base_url, user, lambda data: any(marker in m["content"] for m in data), "the barrier turn", MEMORIES_TIMEOUT_S
+    )
+    return [m for m in landed if marker not in m["content"]]
+
+
+def _poll_memories(
+    base_url: str, user: str, done: Callable[[list[dict[str, Any]]], bool], expected: str, timeout: float
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
-        data = httpx.get(f"{base_url}/v1/memories", params={"user": user, "limit": 1000}).json()["data"]
-        if len(data) >= count or time.monotonic() > deadline:
+        data = list_memories(base_url, user)
+        if done(data):
             return data
+        if time.monotonic() > deadline:
+            contents = [m["content"] for m in data]
+            raise AssertionError(f"{user!r} still lacks {expected} after {timeout:.0f} s; stored: {contents}")
         time.sleep(0.05)

@@ -95,8 +95,14 @@ def kv_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local(kv_data: Path) -> Iterator[LlamaCppUpstream]:
-    up = create(UpstreamSettings(), kv_data)
+def gemma(gemma_gguf: Path) -> UpstreamSettings:
+    """The session's Gemma (assembled once per run), with its own data dir for the KV cache."""
+    return UpstreamSettings(llamacpp={"model_path": str(gemma_gguf)})
+
+
+@pytest.fixture(scope="module")
+def local(kv_data: Path, gemma: UpstreamSettings) -> Iterator[LlamaCppUpstream]:
+    up = create(gemma, kv_data)
     asyncio.run(up.warmup())
     yield up
     asyncio.run(up.aclose())
@@ -139,7 +145,9 @@ def test_restored_cache_gives_the_cold_prefill_tokens(local: LlamaCppUpstream, s
     asyncio.run(scenario())
 
 
-def test_core_change_invalidates_and_disk_survives_restart(local: LlamaCppUpstream, kv_data: Path) -> None:
+def test_core_change_invalidates_and_disk_survives_restart(
+    local: LlamaCppUpstream, kv_data: Path, gemma: UpstreamSettings
+) -> None:
     async def scenario() -> None:
         block = core_block("Cy", 40)
         first = Activation("cy", "v1", block)
@@ -155,7 +163,7 @@ def test_core_change_invalidates_and_disk_survives_restart(local: LlamaCppUpstre
         await ask(local, request(block, "Hi"), stale, stream=False)
         assert stale.kv == "miss"
 
-        again = create(UpstreamSettings(), kv_data)  # a restart: same data dir
+        again = create(gemma, kv_data)  # a restart: same data dir
         try:
             await again.warmup()
             from_disk = Activation("cy", "v1", block)

@@ -9,43 +9,33 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
 
 from adapters.base import CallContext
 from adapters.base import Activation
 from adapters.litellm_upstream import create, mark_cache_control
-from bench.serving import ServerThread
 from adapters.settings import UpstreamSettings
 from proxy.pipeline import MemoryBlocks, MemoryOutcome
 from proxy.pipeline.blocks import render_block, render_core_block
 from proxy.pipeline.messages import inject_blocks
+from testing.fake_anthropic import FakeAnthropic
+from testing.serving import ServerThread
 
 CORE = render_core_block(["Ann owns three cats.", "Ann likes blue."])
 RECALLED = render_block(["(2024-05-01) Ann visited Porto."])
 
 
 @pytest.fixture(scope="module")
-def anthropic() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    seen: list[dict[str, Any]] = []
-    app = FastAPI()
+def anthropic_server() -> Iterator[tuple[FakeAnthropic, str]]:
+    fake = FakeAnthropic(reply="Three.")
+    with ServerThread(fake.app()) as server:
+        yield fake, server.url
 
-    @app.post("/v1/messages")
-    async def messages(request: Request) -> dict[str, Any]:
-        body = await request.json()
-        seen.append(body)
-        return {
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": body["model"],
-            "content": [{"type": "text", "text": "Three."}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": {"input_tokens": 40, "output_tokens": 2, "cache_read_input_tokens": 30},
-        }
 
-    with ServerThread(app) as server:
-        yield server.url, seen
+@pytest.fixture()
+def anthropic(anthropic_server: tuple[FakeAnthropic, str]) -> tuple[str, FakeAnthropic]:
+    fake, url = anthropic_server
+    fake.clear()
+    return url, fake
 
 
 def body_with_memory(placement: str = "system") -> dict[str, Any]:
@@ -54,15 +44,15 @@ def body_with_memory(placement: str = "system") -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("model", ["anthropic/claude-3-5-haiku-latest", "claude-sonnet-4-20250514"])
-def test_core_block_is_a_cache_breakpoint_on_the_wire(anthropic: tuple[str, list[dict[str, Any]]], model: str) -> None:
-    url, seen = anthropic
-    seen.clear()
+def test_core_block_is_a_cache_breakpoint_on_the_wire(anthropic: tuple[str, FakeAnthropic], model: str) -> None:
+    url, fake = anthropic
     up = create(UpstreamSettings(provider="litellm", model=model, base_url=url, api_key="sk-ant-test"), None)  # type: ignore[arg-type]
     ctx = CallContext("r1", activation=Activation("ann", "v1", CORE))
     body = body_with_memory()
     out = asyncio.run(up.chat(body, ctx))
     assert out["choices"][0]["message"]["content"] == "Three."
-    [sent] = seen
+    [request] = fake.requests_to("/v1/messages")
+    sent = request.body
     system = sent["system"]
     assert isinstance(system, list)
     marked = [b for b in system if b.get("cache_control")]
@@ -76,12 +66,12 @@ def test_core_block_is_a_cache_breakpoint_on_the_wire(anthropic: tuple[str, list
         assert isinstance(content, str) or not any(isinstance(p, dict) and p.get("cache_control") for p in content)
 
 
-def test_no_core_block_means_no_cache_control(anthropic: tuple[str, list[dict[str, Any]]]) -> None:
-    url, seen = anthropic
-    seen.clear()
+def test_no_core_block_means_no_cache_control(anthropic: tuple[str, FakeAnthropic]) -> None:
+    url, fake = anthropic
     up = create(UpstreamSettings(provider="litellm", model="anthropic/claude-3-5-haiku-latest", base_url=url, api_key="k"), None)  # type: ignore[arg-type]
     asyncio.run(up.chat({"model": "x", "max_tokens": 8, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}, CallContext("r2")))
-    assert "cache_control" not in str(seen[0])
+    [request] = fake.requests
+    assert "cache_control" not in str(request.body)
 
 
 def test_other_providers_are_untouched() -> None:

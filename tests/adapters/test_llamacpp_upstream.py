@@ -1,15 +1,17 @@
 """The embedded llama.cpp upstream, against the real packaged Gemma 3 270M.
 
-The model is assembled once per session into a temporary data dir (~1 s) and
-loaded once (~1 s); every generation is kept to a few dozen tokens.
+The model is assembled once per run (the session's ``gemma_gguf``, in its own
+data dir) and loaded once here; every generation is kept to a few dozen
+tokens. Streaming checks trace the model's own token generator and hold it at
+a chosen token, so they assert the order of events, never elapsed time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from adapters.llamacpp_upstream import (  # noqa: E402
     build_kwargs,
     create,
     prepare_messages,
+    resolve_model_path,
 )
 from adapters.settings import UpstreamSettings  # noqa: E402
 from tests.openai_schema import assert_valid  # noqa: E402
@@ -44,8 +47,9 @@ def body(**extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("llamacpp-data")
+def data_dir(gemma_gguf: Path) -> Path:
+    """The data dir the session's Gemma was assembled into (``<dir>/models/``)."""
+    return gemma_gguf.parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +77,7 @@ def test_is_an_upstream_and_assembled_model_into_data_dir(upstream: LlamaCppUpst
     model = data_dir / "models" / DEFAULT_MODEL_FILE
     assert model.stat().st_size > 200_000_000
     assert [p.name for p in model.parent.iterdir()] == [DEFAULT_MODEL_FILE], "no temporary files left"
+    assert resolve_model_path(LlamaCppSettings(), data_dir) == model, "the default model lives in the data dir"
     before = model.stat().st_mtime_ns
     assert assemble_default_model(model) == model
     assert model.stat().st_mtime_ns == before, "a complete model is not assembled again"
@@ -88,26 +93,82 @@ def test_non_streaming_answer(upstream: LlamaCppUpstream) -> None:
     assert result["usage"]["prompt_tokens"] > 10
 
 
-def test_streaming_chunks_arrive_while_generating(upstream: LlamaCppUpstream) -> None:
-    async def run() -> tuple[list[dict[str, Any]], list[float]]:
-        started = time.perf_counter()
+HOLD_TIMEOUT_S = 120.0
+
+
+class GenerationTrace:
+    """Traces the loaded model's streamed generation on the worker thread.
+
+    Every chunk the model produces appends ``"generated"`` to :attr:`events`
+    (the test appends its own events to the same list, so the list is the
+    order things happened in). After its first content chunk the generation
+    is held until :meth:`release`: whatever the test does before releasing
+    happens, provably, while the model is still generating. A hold nobody
+    releases gives up after ``HOLD_TIMEOUT_S`` and says so in the events.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self._released = threading.Event()
+
+    def install(self, upstream: LlamaCppUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+        llama = upstream._llama
+        assert llama is not None, "the model is loaded by the upstream fixture"
+        monkeypatch.setattr(llama, "create_chat_completion", self._wrap(llama.create_chat_completion))
+
+    def release(self) -> None:
+        self._released.set()
+
+    def generated_after(self, event: str) -> int:
+        return self.events[self.events.index(event) :].count("generated")
+
+    def _wrap(self, generate: Callable[..., Any]) -> Callable[..., Any]:
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            chunks = generate(*args, **kwargs)
+            return self._trace(chunks) if kwargs.get("stream") else chunks
+
+        return traced
+
+    def _trace(self, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        held = False
+        try:
+            for chunk in chunks:
+                self.events.append("generated")
+                yield chunk
+                if not held and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                    held = True
+                    if not self._released.wait(HOLD_TIMEOUT_S):
+                        self.events.append("hold timed out")
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+
+def test_streaming_chunks_arrive_while_generating(upstream: LlamaCppUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = GenerationTrace()
+    trace.install(upstream, monkeypatch)
+
+    async def run() -> list[dict[str, Any]]:
         stream = await upstream.open_stream(
             body(max_tokens=32, stream=True, stream_options={"include_usage": True}), CTX
         )
-        chunks, times = [], []
+        chunks = []
         async for chunk in stream:
             chunks.append(chunk)
-            times.append(time.perf_counter() - started)
-        return chunks, times
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content") and "first token" not in trace.events:
+                trace.events.append("first token")  # the model is held: it cannot have finished
+                trace.release()
+        return chunks
 
-    chunks, times = asyncio.run(run())
+    chunks = asyncio.run(run())
     for chunk in chunks:
         assert_valid("CreateChatCompletionStreamResponse", chunk)
         assert chunk["model"] == "gpt-4o-mini"
         assert chunk["id"] == chunks[0]["id"]
     assert len(chunks) >= 8
-    content_times = [t for t, c in zip(times, chunks) if c["choices"] and c["choices"][0]["delta"].get("content")]
-    assert content_times[0] < times[-1] / 2, "the first token must not wait for the whole answer"
+    assert "hold timed out" not in trace.events, "the first token did not reach the caller while the model waited"
+    assert trace.generated_after("first token") >= 1, "the first token must not wait for the whole answer"
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert chunks[-2]["choices"][0]["finish_reason"] in ("stop", "length")
     usage_chunk = chunks[-1]
@@ -152,19 +213,26 @@ def test_two_concurrent_requests_both_succeed(upstream: LlamaCppUpstream) -> Non
     assert stream_text(chunks)
 
 
-def test_closing_a_stream_stops_generation(upstream: LlamaCppUpstream) -> None:
-    async def run() -> float:
-        # Greedy decoding of this base model loops without an end token, so
-        # 1000 tokens really take 1000 steps (15 s or more here).
-        stream = await upstream.open_stream(body(max_tokens=1000, temperature=0), CTX)
-        await stream.__anext__()
-        await stream.__anext__()
-        await stream.aclose()
-        started = time.perf_counter()
-        await upstream._on_worker(time.perf_counter)  # queued behind the generation
-        return time.perf_counter() - started
+def test_closing_a_stream_stops_generation(upstream: LlamaCppUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = GenerationTrace()
+    trace.install(upstream, monkeypatch)
 
-    assert asyncio.run(run()) < 3.0, "the worker must stop within a token or two"
+    async def run() -> None:
+        # Greedy decoding of this base model loops without an end token, so
+        # an unstopped generation would really take 1000 steps.
+        stream = await upstream.open_stream(body(max_tokens=1000, temperature=0), CTX)
+        async for chunk in stream:
+            if chunk["choices"][0]["delta"].get("content"):
+                break  # the model is held after this token
+        await stream.aclose()
+        trace.events.append("closed")
+        trace.release()
+        await upstream._on_worker(lambda: trace.events.append("worker free"))  # queued behind the generation
+
+    asyncio.run(run())
+    assert "hold timed out" not in trace.events
+    assert trace.events[-1] == "worker free"
+    assert trace.generated_after("closed") <= 1, "the worker must stop within a token of the close"
 
 
 def test_json_schema_response_format(upstream: LlamaCppUpstream) -> None:

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.fake_ollama import FakeOllama
-from bench.serving import ServerThread
+from testing.fake_ollama import FakeOllama
+from testing.serving import ServerThread
 
 
 @pytest.fixture(scope="session")

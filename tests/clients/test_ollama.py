@@ -9,9 +9,9 @@ import httpx
 import ollama
 import pytest
 
-from bench.fake_ollama import DONE_STATS, VERSION
-from tests.conftest import wait_for_memories
-from tests.processes import memproxy_serve
+from testing.fake_ollama import DONE_STATS, VERSION
+from tests.conftest import memories_before_barrier, wait_for_memories
+from testing.processes import memproxy_serve
 
 TOOLS = [
     {
@@ -146,7 +146,7 @@ def test_memory_off_is_a_pure_passthrough(ollama_proxy, ollama_upstream):
     client.chat(model="llama3.2", messages=[{"role": "user", "content": "I live in Lisbon."}], stream=False)
     sent = ollama_upstream.requests_to("/api/chat")[-1].body
     assert sent["messages"] == [{"role": "user", "content": "I live in Lisbon."}]
-    assert wait_for_memories(ollama_proxy.url, "quiet", 1, timeout=1.0) == []
+    assert memories_before_barrier(ollama_proxy.url, "quiet") == []
 
 
 def test_tools_round_trip_streaming_and_not(ollama_proxy, ollama_upstream):
@@ -210,7 +210,7 @@ def test_model_listing_show_ps_version_and_embeddings_pass_through(ollama_proxy,
     assert len(embedded.embeddings) == 2 and len(embedded.embeddings[0]) == 8
     assert len(client.embeddings(model="nomic-embed-text", prompt="a").embedding) == 8
     assert ollama_upstream.requests_to("/api/embed")[-1].body["input"] == ["a", "b"]
-    assert wait_for_memories(ollama_proxy.url, "default", 1, timeout=0.5) == []
+    assert memories_before_barrier(ollama_proxy.url, "default") == [], "embeddings are never stored"
 
 
 def test_errors_are_in_ollama_shape(ollama_proxy, ollama_upstream):

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from openai import BadRequestError, OpenAI
 
-from bench.fake_responses import fake_vector
-from tests.conftest import wait_for_memories
+from testing.fake_openai import fake_vector
+from tests.conftest import memories_before_barrier, wait_for_memories
 from tests.openai_schema import validate
 
 TOOLS = [
@@ -277,7 +277,7 @@ def test_embeddings_pass_through_float_and_base64(proxy, upstream):
     # base64 embeddings are a wire variant the OpenAPI spec does not describe
     decoded = struct.unpack("<8f", base64.b64decode(encoded["data"][0]["embedding"]))
     assert [round(x, 4) for x in decoded] == fake_vector("hello")
-    assert wait_for_memories(proxy.url, "default", 1, timeout=0.5) == []
+    assert memories_before_barrier(proxy.url, "default") == [], "embeddings are never stored"
     error = httpx.post(f"{proxy.url}/v1/embeddings", json={"model": "error-400", "input": "x"})
     assert error.status_code == 400
     validate("ErrorResponse", error.json())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -252,22 +251,34 @@ def test_unused_request_fields_pass_through_untouched(proxy, upstream):
     assert sent["model"] == "fake-model"
 
 
-def test_first_chunk_arrives_before_the_upstream_finishes(proxy):
-    started = time.perf_counter()
-    arrivals = []
+def test_each_chunk_is_relayed_before_the_upstream_sends_the_next(proxy, upstream):
+    # The fake sends one content piece per step; stepping only after a piece
+    # has reached the client proves the proxy relays every chunk as it comes
+    # (a buffering proxy would deliver nothing until the fake gave up waiting).
+    pacer = upstream.pace_streams()
+    received: list[str] = []
     with httpx.stream(
         "POST",
         f"{proxy.url}/v1/chat/completions",
-        json={"model": "slow-250", "messages": [{"role": "user", "content": "a b c d e f"}], "stream": True},
+        json={"model": "fake-model", "messages": [{"role": "user", "content": "a b c d e f"}], "stream": True},
     ) as response:
+        assert response.status_code == 200
         for line in response.iter_lines():
-            if line.startswith("data: {"):
-                arrivals.append(time.perf_counter() - started)
-    total = arrivals[-1]
-    # The fake sleeps 250 ms before each of 7 content chunks: ~1.75 s in all.
-    assert total > 1.5
-    assert arrivals[0] < 0.75, arrivals
-    assert arrivals[1] < total - 1.0
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[len("data: ") :])
+            piece = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
+            if not piece:
+                continue
+            received.append(piece)
+            [request] = upstream.chat_requests()
+            sent = [p["choices"][0]["delta"].get("content") for p in request.sent if isinstance(p, dict) and p["choices"]]
+            assert [p for p in sent if p] == received, "the upstream got ahead of what the client had received"
+            pacer.step()
+    assert "".join(received) == "Echo: a b c d e f"
+    assert len(received) == 7
+    assert not pacer.timed_out
+    assert upstream.chat_requests()[0].sent[-1] == "[DONE]"
 
 
 def test_memory_blocks_are_never_stored_back(make_proxy, upstream):

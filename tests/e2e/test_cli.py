@@ -7,7 +7,7 @@ from pathlib import Path
 
 from openai import OpenAI
 
-from tests.processes import memproxy_exe, memproxy_serve
+from testing.processes import memproxy_exe, memproxy_serve
 
 
 def test_memproxy_serve_answers_with_the_openai_client(tmp_path: Path, upstream_url: str, upstream) -> None:

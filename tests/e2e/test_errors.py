@@ -10,7 +10,7 @@ import pytest
 from openai import OpenAI
 
 from tests.openai_schema import validate
-from tests.processes import free_port
+from testing.serving import free_port
 
 
 def chat(url: str, body: object, **kwargs) -> httpx.Response:

@@ -8,25 +8,19 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from adapters.llamacpp_upstream import DEFAULT_MODEL_FILE, assemble_default_model
 from tests.conftest import wait_for_memories
 from tests.openai_schema import validate
 
 
 @pytest.fixture(scope="module")
-def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return assemble_default_model(tmp_path_factory.mktemp("models") / DEFAULT_MODEL_FILE)
-
-
-@pytest.fixture(scope="module")
-def local_proxy(tmp_path_factory, embedder, gguf):
-    from bench.serving import ServerThread
+def local_proxy(tmp_path_factory: pytest.TempPathFactory, embedder, gemma_gguf: Path):
+    from testing.serving import ServerThread
     from proxy.app import create_app
     from proxy.config import load_settings
 
     settings = load_settings(
         data_dir=str(tmp_path_factory.mktemp("local-data")),
-        upstream={"provider": "llamacpp", "llamacpp": {"model_path": str(gguf), "n_ctx": 2048}},
+        upstream={"provider": "llamacpp", "llamacpp": {"model_path": str(gemma_gguf), "n_ctx": 2048}},
         memory={"recall_deadline_ms": 10_000},
     )
     with ServerThread(create_app(settings, embedder=embedder)) as server:

@@ -4,20 +4,14 @@ never collides with another directory's ``conftest``)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import httpx
-
+from memory.embedder import Embedder
 from memory.engine import MemoryEngine
 from memory.recall import DEFAULT_MIN_SCORE
+from memory.settings import MemorySettings
 
 T = TypeVar("T")
 
@@ -29,46 +23,33 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-EngineFactory = Callable[..., Awaitable[MemoryEngine]]
+class EngineFactory:
+    """The ``open_engine`` fixture.
 
+    ``await open_engine(**settings)`` opens an engine on the test's fresh
+    embedded store; ``open_engine.run(scenario())`` runs the test's coroutine
+    and then closes, in the same event loop, every engine it opened, also
+    when the scenario fails. Closing twice is harmless, so a scenario may
+    still close an engine itself when closing is what it tests.
+    """
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    def __init__(self, embedder: Embedder, data_dir: Path) -> None:
+        self.embedder = embedder
+        self.data_dir = data_dir
+        self.open: list[MemoryEngine] = []
 
+    async def __call__(self, **overrides: Any) -> MemoryEngine:
+        settings = MemorySettings(**{"min_score": MIN_SCORE, **overrides})
+        engine = await MemoryEngine.open(settings, self.data_dir, embedder=self.embedder)
+        self.open.append(engine)
+        return engine
 
-def chroma_binary() -> Path:
-    return Path(sys.executable).parent / "chroma"
-
-
-class ChromaServer:
-    def __init__(self, path: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [str(chroma_binary()), "run", "--path", str(path), "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-        )
-        self._wait_ready()
-
-    def _wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"chroma run exited with {self.process.returncode}")
+    def run(self, scenario: Coroutine[Any, Any, T]) -> T:
+        async def main() -> T:
             try:
-                if httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("chroma server did not become ready")
+                return await scenario
+            finally:
+                while self.open:
+                    await self.open.pop().aclose()
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        return asyncio.run(main())

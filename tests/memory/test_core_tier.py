@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.memory.memory_helpers import EngineFactory, run
+from tests.memory.memory_helpers import EngineFactory
 
 from memory.cube import Owner, utcnow
 from memory.engine import EMPTY_CORE_VERSION, MemoryPatch, NewMemory
@@ -47,9 +47,8 @@ def test_core_set_order_cap_version_and_invalidation(open_engine: EngineFactory)
         await engine.delete(added[0].id)
         assert (await engine.core("bea")).version != promoted.version
         assert [c.tier for c in (await engine.list("bea", tier="core")).items] == ["core", "core", "core"]
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_recall_log_counts_recent_window() -> None:
@@ -100,6 +99,5 @@ def test_scheduler_promotes_within_cap_demotes_and_expires(open_engine: EngineFa
         cube = await engine.get(often.id)
         assert cube.tier == "recall" and "_memproxy" not in cube.metadata
         assert [c.id for c in (await engine.core("bea")).items] == [pinned.id]
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())

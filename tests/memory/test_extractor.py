@@ -9,33 +9,41 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from tests.memory.fake_llm import FakeLLM
-from tests.memory.memory_helpers import EngineFactory, run
+from tests.memory.memory_helpers import EngineFactory
 
-from bench.serving import ServerThread
 from memory.cube import Kind, MemCube, Owner, Provenance, State
 from memory.engine import MemoryEngine
 from memory.extractor import RESPONSE_FORMAT, ExtractionError, parse_facts
 from memory.settings import MemorySettings
+from testing.fake_openai import Error, FakeOpenAI, Sleep
+from testing.serving import ServerThread
 
 OWNER = Owner(user="alice")
 T1 = datetime(2023, 5, 1, 12, 0, tzinfo=timezone.utc)
 T2 = datetime(2023, 8, 1, 12, 0, tzinfo=timezone.utc)
 
 
+NO_FACTS = '{"facts": []}'
+
+
 @pytest.fixture(scope="module")
-def llm_server() -> Iterator[tuple[FakeLLM, str]]:
-    fake = FakeLLM()
+def llm_server() -> Iterator[tuple[FakeOpenAI, str]]:
+    fake = FakeOpenAI()
     with ServerThread(fake.app()) as server:
         yield fake, server.url
 
 
 @pytest.fixture
-def llm(llm_server: tuple[FakeLLM, str]) -> Iterator[FakeLLM]:
+def llm(llm_server: tuple[FakeOpenAI, str]) -> Iterator[FakeOpenAI]:
     fake, _ = llm_server
-    fake.requests.clear()
-    fake.script('{"facts": []}')
+    fake.clear()
+    fake.script(NO_FACTS)
     yield fake
+    fake.clear()
+
+
+def bodies(fake: FakeOpenAI) -> list[dict[str, Any]]:
+    return [r.body for r in fake.chat_requests()]
 
 
 def extractor_settings(url: str, **extra: Any) -> dict[str, Any]:
@@ -54,26 +62,23 @@ def of_kind(cubes: list[MemCube], kind: str) -> list[MemCube]:
     return [c for c in cubes if c.kind == kind]
 
 
-def test_off_by_default_makes_no_call(open_engine: EngineFactory, llm: FakeLLM) -> None:
+def test_off_by_default_makes_no_call(open_engine: EngineFactory, llm: FakeOpenAI) -> None:
     assert MemorySettings().extractor.model is None
 
     async def scenario() -> list[MemCube]:
         engine = await open_engine()
-        try:
-            assert engine.extractor is None
-            engine.remember_turn(OWNER, "I live in Paris.", "Nice!", Provenance(request_id="r1"), T1)
-            await engine.flush()
-            return await all_memories(engine)
-        finally:
-            await engine.aclose()
+        assert engine.extractor is None
+        engine.remember_turn(OWNER, "I live in Paris.", "Nice!", Provenance(request_id="r1"), T1)
+        await engine.flush()
+        return await all_memories(engine)
 
-    cubes = run(scenario())
+    cubes = open_engine.run(scenario())
     assert [c.kind for c in cubes] == [Kind.EPISODIC.value]
     assert llm.requests == []
 
 
 def test_facts_are_stored_with_provenance_one_call_per_turn(
-    open_engine: EngineFactory, llm: FakeLLM, llm_server: tuple[FakeLLM, str]
+    open_engine: EngineFactory, llm: FakeOpenAI, llm_server: tuple[FakeOpenAI, str]
 ) -> None:
     llm.script(
         facts(("Alice lives in Paris.", []), ("Alice works as a nurse.", [])),
@@ -83,22 +88,19 @@ def test_facts_are_stored_with_provenance_one_call_per_turn(
 
     async def scenario() -> tuple[list[MemCube], MemoryEngine]:
         engine = await open_engine(extractor=extractor_settings(llm_server[1]))
-        try:
-            engine.remember_turn(
-                OWNER, "I live in Paris and work as a nurse.", "Great.", Provenance(request_id="r1"), T1,
-                metadata={"dia_id": "D1:3"},
-            )
-            engine.remember_turn(OWNER, "My dog Rex is 3.", "Cute!", Provenance(request_id="r2"), T1)
-            engine.remember_turn(OWNER, "Hello there", "Hi!", Provenance(request_id="r3"), T1)
-            await engine.flush()
-            return await all_memories(engine), engine
-        finally:
-            await engine.aclose()
+        engine.remember_turn(
+            OWNER, "I live in Paris and work as a nurse.", "Great.", Provenance(request_id="r1"), T1,
+            metadata={"dia_id": "D1:3"},
+        )
+        engine.remember_turn(OWNER, "My dog Rex is 3.", "Cute!", Provenance(request_id="r2"), T1)
+        engine.remember_turn(OWNER, "Hello there", "Hi!", Provenance(request_id="r3"), T1)
+        await engine.flush()
+        return await all_memories(engine), engine
 
-    cubes, engine = run(scenario())
+    cubes, engine = open_engine.run(scenario())
     assert len(llm.requests) == 3  # exactly one call per turn
     assert engine.extractor is not None and engine.extractor.calls == 3 and engine.extractor.failed == 0
-    body = llm.requests[0]
+    body = bodies(llm)[0]
     assert body["model"] == "fake-extractor"
     assert body["response_format"]["type"] == "json_schema"
     assert body["response_format"]["json_schema"]["strict"] is True
@@ -130,25 +132,22 @@ def _supersede_paris(body: dict[str, Any]) -> str:
 
 
 def test_a_contradiction_supersedes_the_older_fact(
-    open_engine: EngineFactory, llm: FakeLLM, llm_server: tuple[FakeLLM, str]
+    open_engine: EngineFactory, llm: FakeOpenAI, llm_server: tuple[FakeOpenAI, str]
 ) -> None:
     llm.script(facts(("Alice lives in Paris.", [])), _supersede_paris)
 
     async def scenario() -> tuple[list[MemCube], list[str]]:
         engine = await open_engine(extractor=extractor_settings(llm_server[1]))
-        try:
-            engine.remember_turn(OWNER, "I live in Paris.", "Lovely city.", Provenance(request_id="r1"), T1)
-            await engine.flush()
-            engine.remember_turn(
-                OWNER, "I don't live in Paris anymore, I moved to Berlin.", "Exciting!", Provenance(request_id="r2"), T2
-            )
-            await engine.flush()
-            found = await engine.search("alice", "Where does Alice live? Paris or Berlin?")
-            return await all_memories(engine), [r.cube.content for r in found.items]
-        finally:
-            await engine.aclose()
+        engine.remember_turn(OWNER, "I live in Paris.", "Lovely city.", Provenance(request_id="r1"), T1)
+        await engine.flush()
+        engine.remember_turn(
+            OWNER, "I don't live in Paris anymore, I moved to Berlin.", "Exciting!", Provenance(request_id="r2"), T2
+        )
+        await engine.flush()
+        found = await engine.search("alice", "Where does Alice live? Paris or Berlin?")
+        return await all_memories(engine), [r.cube.content for r in found.items]
 
-    cubes, recalled = run(scenario())
+    cubes, recalled = open_engine.run(scenario())
     assert len(llm.requests) == 2
     stored = {c.content: c for c in of_kind(cubes, Kind.FACT.value)}
     old, new = stored["Alice lives in Paris."], stored["Alice lives in Berlin."]  # both kept
@@ -170,49 +169,43 @@ def test_a_contradiction_supersedes_the_older_fact(
         '{"facts": "Alice lives in Paris"}',
         '{"facts": [{"content": 42, "supersedes": []}]}',
         '{"facts": [{"content": "Alice lives in Paris.", "supersedes": ["mem_nope"]}]}',
-        500,
-        4.0,  # slower than the extractor's timeout
+        Error(500),
+        Sleep(4.0, NO_FACTS),  # slower than the extractor's timeout
     ],
     ids=["invalid-json", "facts-not-a-list", "content-not-a-string", "unknown-id", "http-500", "timeout"],
 )
 def test_garbage_stores_nothing_and_keeps_the_turn(
-    open_engine: EngineFactory, llm: FakeLLM, llm_server: tuple[FakeLLM, str], reply: Any
+    open_engine: EngineFactory, llm: FakeOpenAI, llm_server: tuple[FakeOpenAI, str], reply: Any
 ) -> None:
     llm.script(reply)
-    timeout_s = 1.5 if isinstance(reply, float) else 5.0
+    timeout_s = 1.5 if isinstance(reply, Sleep) else 5.0
 
     async def scenario() -> tuple[list[MemCube], MemoryEngine]:
         engine = await open_engine(extractor=extractor_settings(llm_server[1], timeout_s=timeout_s))
-        try:
-            engine.remember_turn(OWNER, "I live in Paris.", "Nice.", Provenance(request_id="r1"), T1)
-            await engine.flush()
-            return await all_memories(engine), engine
-        finally:
-            await engine.aclose()
+        engine.remember_turn(OWNER, "I live in Paris.", "Nice.", Provenance(request_id="r1"), T1)
+        await engine.flush()
+        return await all_memories(engine), engine
 
-    cubes, engine = run(scenario())
+    cubes, engine = open_engine.run(scenario())
     assert [c.kind for c in cubes] == [Kind.EPISODIC.value]
     assert engine.writer.failed == 0 and engine.writer.written == 1
     assert engine.extractor is not None and engine.extractor.failed == 1 and engine.extractor.stored == 0
-    assert len(llm.requests) == 1 or (isinstance(reply, float) and not llm.requests)  # no retries
+    assert len(llm.requests) == 1 or (isinstance(reply, Sleep) and not llm.requests)  # no retries
 
 
 def test_extraction_never_holds_up_the_turn_writer(
-    open_engine: EngineFactory, llm: FakeLLM, llm_server: tuple[FakeLLM, str]
+    open_engine: EngineFactory, llm: FakeOpenAI, llm_server: tuple[FakeOpenAI, str]
 ) -> None:
-    llm.script(2.0)  # a slow model
+    llm.script(Sleep(2.0, NO_FACTS))  # a slow model
 
     async def scenario() -> None:
         engine = await open_engine(extractor=extractor_settings(llm_server[1], timeout_s=5.0))
-        try:
-            engine.remember_turn(OWNER, "I live in Paris.", "Nice.", Provenance(request_id="r1"), T1)
-            await engine.writer.flush()  # the turn is stored while the LLM is still thinking
-            assert [c.kind for c in await all_memories(engine)] == [Kind.EPISODIC.value]
-            assert engine.extractor is not None and engine.extractor.calls <= 1
-        finally:
-            await engine.aclose()
+        engine.remember_turn(OWNER, "I live in Paris.", "Nice.", Provenance(request_id="r1"), T1)
+        await engine.writer.flush()  # the turn is stored while the LLM is still thinking
+        assert [c.kind for c in await all_memories(engine)] == [Kind.EPISODIC.value]
+        assert engine.extractor is not None and engine.extractor.calls <= 1
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_parse_facts_caps_and_validates() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from tests.memory.memory_helpers import EngineFactory, run
+from tests.memory.memory_helpers import EngineFactory
 
 from memory.cube import Owner, Provenance, owner_key
 from memory.engine import MemoryPatch, NewMemory
@@ -43,9 +43,8 @@ def test_metadata_and_fields_round_trip(open_engine: EngineFactory) -> None:
         assert got.event_time == when
         assert got.id.startswith(f"mem_{owner_key('alice')}_")
         assert got.tokens == engine.counter.count("[2023-05-08] Prefers tea ☕ over coffee")
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_update_reembeds_and_bumps_version(open_engine: EngineFactory) -> None:
@@ -64,9 +63,8 @@ def test_update_reembeds_and_bumps_version(open_engine: EngineFactory) -> None:
         assert (meta_only.version, meta_only.metadata, meta_only.tier) == (3, {"k": [1]}, "core")
         assert meta_only.content == updated.content
         assert (await engine.get(cube.id)).metadata == {"k": [1]}
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_validation(open_engine: EngineFactory) -> None:
@@ -86,9 +84,8 @@ def test_validation(open_engine: EngineFactory) -> None:
             await engine.update(cube.id, MemoryPatch(content=""))
         assert err.value.param == "content"
         assert (await engine.get(cube.id)).version == 1
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_delete(open_engine: EngineFactory) -> None:
@@ -105,9 +102,8 @@ def test_delete(open_engine: EngineFactory) -> None:
         assert [c.id for c in (await engine.list("alice")).items] == [keep.id]
         hits = (await engine.search("alice", "what is my dog called? Rex")).items
         assert gone.id not in [h.cube.id for h in hits]
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_forget_user(open_engine: EngineFactory) -> None:
@@ -122,9 +118,8 @@ def test_forget_user(open_engine: EngineFactory) -> None:
         assert (await engine.get(bob.id)) == bob
         await engine.add(ALICE, [NewMemory("User: a fresh start")])
         assert len((await engine.list("alice")).items) == 1
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_paging_with_after(open_engine: EngineFactory) -> None:
@@ -150,9 +145,8 @@ def test_paging_with_after(open_engine: EngineFactory) -> None:
         assert len(exact.items) == 7 and not exact.has_more
         with pytest.raises(InvalidMemory):
             await engine.list("alice", tier="attic")
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_batch_add_of_1000_items(open_engine: EngineFactory) -> None:
@@ -172,6 +166,5 @@ def test_batch_add_of_1000_items(open_engine: EngineFactory) -> None:
         assert total == 1000
         hits = (await engine.search("alice", "reading log entry 537", limit=5)).items
         assert hits and hits[0].cube.content.startswith("User: reading log entry 537:")
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from tests.memory.memory_helpers import EngineFactory, run
+from tests.memory.memory_helpers import EngineFactory
 
 from memory.cube import Owner
 from memory.engine import NewMemory
@@ -50,9 +50,8 @@ def test_write_then_recall(open_engine: EngineFactory) -> None:
         assert item.text == "[2023-05-08] User: I'm allergic to peanuts."
         assert item.tokens == stored.tokens == engine.counter.count(item.text)
         assert result.tokens == item.tokens
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_relevant_prompts_recall_the_right_memory(open_engine: EngineFactory) -> None:
@@ -72,9 +71,8 @@ def test_relevant_prompts_recall_the_right_memory(open_engine: EngineFactory) ->
             result = await engine.search("alice", prompt)
             assert result.items, prompt
             assert word in result.items[0].cube.content, (prompt, result.items[0].text)
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_relevance_floor_injects_nothing_for_unrelated_prompts(open_engine: EngineFactory) -> None:
@@ -85,9 +83,8 @@ def test_relevance_floor_injects_nothing_for_unrelated_prompts(open_engine: Engi
             result = await engine.search("alice", prompt)
             assert result.items == [], (prompt, [(i.text, round(i.score, 3)) for i in result.items])
             assert result.tokens == 0
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_recall_respects_budget_and_orders_by_score(open_engine: EngineFactory) -> None:
@@ -105,9 +102,8 @@ def test_recall_respects_budget_and_orders_by_score(open_engine: EngineFactory) 
         assert scores == sorted(scores, reverse=True)
         capped = await engine.search("alice", "tomato plants in my garden", token_budget=10_000, limit=3)
         assert len(capped.items) == 3
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_near_duplicates_are_recalled_once_newest_first(open_engine: EngineFactory) -> None:
@@ -120,9 +116,8 @@ def test_near_duplicates_are_recalled_once_newest_first(open_engine: EngineFacto
         result = await engine.search("alice", "peanut allergy")
         assert [i.cube.id for i in result.items] == [second[0].id]
         assert first[0].id != second[0].id
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_users_are_isolated(open_engine: EngineFactory) -> None:
@@ -138,9 +133,8 @@ def test_users_are_isolated(open_engine: EngineFactory) -> None:
         assert (await engine.search("carol", query)).items == []
         page = await engine.list("bob", limit=100)
         assert [c.owner.user for c in page.items] == ["bob"]
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_inactive_memories_are_not_recalled(open_engine: EngineFactory) -> None:
@@ -152,9 +146,8 @@ def test_inactive_memories_are_not_recalled(open_engine: EngineFactory) -> None:
         assert (await engine.search("alice", "what's my dog's name?")).items
         await engine.update(cube.id, MemoryPatch(state="archived"))
         assert (await engine.search("alice", "what's my dog's name?")).items == []
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_lexical_index_rebuilds_for_a_new_engine(open_engine: EngineFactory) -> None:
@@ -165,9 +158,8 @@ def test_lexical_index_rebuilds_for_a_new_engine(open_engine: EngineFactory) -> 
         reopened = await open_engine()
         result = await reopened.search("alice", "zebra-quartz-77")
         assert result.items and "zebra-quartz-77" in result.items[0].text
-        await reopened.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_relative_dates_are_stored_and_a_named_time_ranks_first(open_engine: EngineFactory) -> None:
@@ -192,6 +184,5 @@ def test_relative_dates_are_stored_and_a_named_time_ranks_first(open_engine: Eng
         assert await best("Who did I go hiking at Bear Lake with in May 2023?") == in_may.id
         assert await best("Who did I go hiking at Bear Lake with on 20 July, 2023?") in (in_july.id, mentioned.id)
         assert await best("Who did I go hiking at Bear Lake with in June 2023?") == mentioned.id  # "last month"
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())

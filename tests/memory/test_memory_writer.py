@@ -44,9 +44,8 @@ def test_remember_turn_strips_block_and_flush_waits(open_engine: EngineFactory) 
         assert len((await engine.list("bob")).items) == 1
         hits = (await engine.search("alice", "what's my parrot called?")).items
         assert [h.cube.id for h in hits] == [turn.id]
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())
 
 
 def test_full_queue_drops_without_blocking(caplog: pytest.LogCaptureFixture) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.memory.memory_helpers import EngineFactory, run
+from tests.memory.memory_helpers import EngineFactory
 from tests.memory.test_memory_recall import UNRELATED
 
 from memory.cube import MemCube, Owner
@@ -46,6 +46,5 @@ def test_dinner_request_recalls_allergy_and_diet(open_engine: EngineFactory) -> 
         assert "quarterly" not in texts
         for prompt in UNRELATED:
             assert (await engine.search("ann", prompt)).items == [], prompt
-        await engine.aclose()
 
-    run(scenario())
+    open_engine.run(scenario())

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,8 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bench.fake_responses import fake_vector
-from bench.fake_upstream import RecordedRequest
+from testing.common import RequestLog, fake_vector, last_user_text, pieces
 
 VERSION = "0.12.6"
 CREATED_AT = "2026-01-01T00:00:00.000000Z"
@@ -42,11 +39,10 @@ DONE_STATS = {
 MODELS = ("llama3.2:latest", "fake-model:latest")
 
 
-@dataclass
-class FakeOllama:
-    chunk_delay_s: float = 0.0
-    requests: list[RecordedRequest] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+class FakeOllama(RequestLog):
+    def __init__(self, *, chunk_delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.chunk_delay_s = chunk_delay_s
 
     def app(self) -> Starlette:
         return Starlette(
@@ -64,26 +60,15 @@ class FakeOllama:
             ]
         )
 
-    def requests_to(self, path: str) -> list[RecordedRequest]:
-        with self._lock:
-            return [r for r in self.requests if r.path == path]
-
-    def clear(self) -> None:
-        with self._lock:
-            self.requests.clear()
-
     async def _record(self, request: Request) -> dict[str, Any]:
-        body = await request.json() if request.method in ("POST", "DELETE") else {}
-        with self._lock:
-            self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
-        return body
+        return (await self.record(request)).body
 
     async def _chat(self, request: Request) -> Response:
         body = await self._record(request)
         model = str(body.get("model", ""))
         if model.startswith("error-"):
             return _not_found(model)
-        text = _reply_text(body, _last_user(body.get("messages") or []))
+        text = _reply_text(body, last_user_text(body.get("messages")))
         tool_calls = _tool_calls(body)
         thinking = "Let me think." if body.get("think") else None
         if body.get("stream") is False:
@@ -103,7 +88,7 @@ class FakeOllama:
         if tool_calls:
             yield {**_head(model), "message": {"role": "assistant", "content": "", "tool_calls": tool_calls}, "done": False}
         else:
-            for piece in _pieces(text):
+            for piece in pieces(text):
                 await asyncio.sleep(self.chunk_delay_s)
                 yield {**_head(model), "message": {"role": "assistant", "content": piece}, "done": False}
         if model == "broken-stream":
@@ -121,7 +106,7 @@ class FakeOllama:
             return JSONResponse({**_head(model), "response": text, **_done([]), "context": [1, 2, 3]})
 
         async def lines() -> AsyncIterator[dict[str, Any]]:
-            for piece in _pieces(text):
+            for piece in pieces(text):
                 await asyncio.sleep(self.chunk_delay_s)
                 yield {**_head(model), "response": piece, "done": False}
             yield {**_head(model), "response": "", **_done([]), "context": [1, 2, 3]}
@@ -182,7 +167,6 @@ class FakeOllama:
         body = await self._record(request)
         return JSONResponse({"embedding": fake_vector(str(body.get("prompt", "")))})
 
-
     async def _pull(self, request: Request) -> Response:
         body = await self._record(request)
 
@@ -220,18 +204,6 @@ def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     name = (tools[0].get("function") or {}).get("name", "tool")
     return [{"function": {"name": name, "arguments": {"city": "Paris", "unit": "c"}}}]
-
-
-def _last_user(messages: list[dict[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            return str(message.get("content") or "")
-    return ""
-
-
-def _pieces(text: str) -> list[str]:
-    words = text.split(" ")
-    return [w if i == 0 else f" {w}" for i, w in enumerate(words)]
 
 
 def _ndjson(lines: AsyncIterator[dict[str, Any]]) -> StreamingResponse:

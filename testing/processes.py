@@ -1,0 +1,120 @@
+"""Real server processes, started on free ports and awaited until healthy:
+``memproxy serve`` (as a user runs it) and ``chroma run`` (Chroma's server)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from testing.serving import free_port
+
+START_TIMEOUT_S = 90.0
+
+
+def memproxy_exe() -> str:
+    return shutil.which("memproxy", path=str(Path(sys.executable).parent)) or "memproxy"
+
+
+@contextmanager
+def memproxy_serve(*args: str, data_dir: Path) -> Iterator[str]:
+    """Start ``memproxy serve ARGS`` on a free port; yield its base URL once healthy."""
+    port = free_port()
+    command = [memproxy_exe(), "serve", "--port", str(port), "--data-dir", str(data_dir), *args]
+    env = {**os.environ, "MEMPROXY_LOG_LEVEL": "warning"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, f"{url}/healthz", "memproxy serve")
+        _drain(process)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+
+
+def chroma_binary() -> Path:
+    return Path(sys.executable).parent / "chroma"
+
+
+class ChromaServer:
+    """``chroma run`` on a free port, in its own process group."""
+
+    def __init__(self, path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [str(chroma_binary()), "run", "--path", str(path), "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+        )
+        try:
+            wait_until_healthy(self.process, f"{self.url}/api/v2/heartbeat", "chroma run")
+        except BaseException:
+            self.stop()
+            raise
+        # Nobody reads its output from here on: let it go nowhere rather than
+        # fill the pipe and block the server.
+        _drain(self.process)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+def wait_until_healthy(
+    process: subprocess.Popen[bytes], health_url: str, name: str, timeout_s: float = START_TIMEOUT_S
+) -> None:
+    """Poll ``health_url`` until it answers 200; raise AssertionError, with the
+    process's output, if it exits first or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    last: str = "no answer yet"
+    while True:
+        try:
+            response = httpx.get(health_url, timeout=1)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited with {process.returncode} before {health_url} answered:\n{_output(process)}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(
+                f"{name} did not answer {health_url} within {timeout_s:.0f} s (last: {last}):\n{_output(process)}"
+            )
+        time.sleep(0.2)
+
+
+def _output(process: subprocess.Popen[bytes]) -> str:
+    try:
+        out, _ = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        return "(no output: its pipe stayed open)"
+    return out.decode(errors="replace") if out else ""
+
+
+def _drain(process: subprocess.Popen[bytes]) -> None:
+    """Read and drop the output nobody reads any more, so a full pipe never blocks the server."""
+    stream = process.stdout
+    if stream is not None:
+        threading.Thread(target=_discard, args=(stream,), name=f"drain-{process.pid}", daemon=True).start()
+
+
+def _discard(stream: IO[bytes]) -> None:
+    while stream.read(65536):
+        pass
