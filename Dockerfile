@@ -9,10 +9,12 @@ COPY proxy ./proxy
 COPY memory ./memory
 COPY adapters ./adapters
 COPY bench ./bench
-# torch first, CPU build, so nothing pulls the multi-GB CUDA wheels.
+# torch first, CPU build, so nothing pulls the multi-GB CUDA wheels; llama.cpp
+# built for portable x86-64, not the build host's CPU (a native build can crash
+# on another CPU, and does on AMX machines).
 RUN pip install --no-cache-dir --prefix=/install -c constraints.txt \
         --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
-    && pip install --no-cache-dir --prefix=/install -c constraints.txt ".[local]"
+    && CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir --prefix=/install -c constraints.txt ".[local]"
 
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \

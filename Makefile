@@ -13,8 +13,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, from the constraints file, so nothing pulls the CUDA build.
+# llama.cpp is compiled for portable x86-64 (AVX2), not -march=native: the
+# native build crashes in decode on CPUs with AMX (seen on this machine
+# image); --no-cache-dir keeps a natively built wheel from pip's cache out.
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt "torch==2.13.0"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet --no-cache-dir -c constraints.txt "llama-cpp-python==0.3.36"
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[local,test]"
 	touch $(STAMP)
 
