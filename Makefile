@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install serve test bench-latency bench-locomo clean
+.PHONY: install serve test lint bench-latency bench-locomo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
+
+# ruff (pyflakes, import order, bugbear, pyupgrade) on everything; mypy on the shipped packages.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The fake upstream lives in testing/ (source tree only, not in the wheel).
 bench-latency: $(STAMP)

@@ -63,8 +63,8 @@ from adapters.errors import UpstreamError, UpstreamUnavailable
 from adapters.kvcache import CoreVersions, cache_key, common_prefix
 from adapters.lru import ByteLRU
 from adapters.normalize import content_text, normalize_completion
-from adapters.worker_thread import ChunkSink, ModelWorker, include_usage
 from adapters.settings import UpstreamSettings
+from adapters.worker_thread import ChunkSink, ModelWorker, include_usage
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ class HFUpstream:
         if not getattr(tokenizer, "chat_template", None):
             tokenizer.chat_template = CHATML_TEMPLATE
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
-        model.to(device).eval()
+        model.to(device).eval()  # type: ignore[arg-type]  # transformers types .to() through a decorator mypy misreads
         self._device = torch.device(device)
         self._tokenizer = tokenizer
         self._eos = _eos_ids(model, tokenizer)

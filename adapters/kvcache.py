@@ -31,6 +31,7 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -279,9 +280,9 @@ def restore(llama: Any, entry: KVEntry) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def common_prefix(a: np.ndarray | list[int], b: list[int]) -> int:
+def common_prefix(a: np.ndarray | Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1

@@ -28,6 +28,11 @@ from typing import Any
 
 import litellm
 from litellm.llms.custom_llm import CustomLLM
+from litellm.types.llms.openai import (
+    ChatCompletionToolCallChunk,
+    ChatCompletionToolCallFunctionChunk,
+    ChatCompletionUsageBlock,
+)
 from litellm.types.utils import GenericStreamingChunk, ModelResponse
 
 PROVIDER = "memproxy"
@@ -51,7 +56,7 @@ class MemproxyLLM(CustomLLM):
         for chunk in litellm.completion(**_call(model, messages, api_base, kwargs, stream=True)):
             yield from _generic_chunks(chunk)
 
-    async def astreaming(
+    async def astreaming(  # type: ignore[override]  # litellm types it as a coroutine but iterates it
         self, model: str, messages: list, api_base: str, *args: Any, **kwargs: Any
     ) -> AsyncIterator[GenericStreamingChunk]:
         stream = await litellm.acompletion(**_call(model, messages, api_base, kwargs, stream=True))
@@ -105,15 +110,13 @@ def _user_of(logging_obj: Any) -> str | None:
 def _generic_chunks(chunk: Any) -> Iterator[GenericStreamingChunk]:
     """One OpenAI stream chunk (a litellm ``ModelResponseStream``) as generic chunks."""
     usage = getattr(chunk, "usage", None)
-    usage_block = (
-        {
-            "prompt_tokens": usage.prompt_tokens or 0,
-            "completion_tokens": usage.completion_tokens or 0,
-            "total_tokens": usage.total_tokens or 0,
-        }
-        if usage
-        else None
-    )
+    usage_block: ChatCompletionUsageBlock | None = None
+    if usage:
+        usage_block = ChatCompletionUsageBlock(
+            prompt_tokens=usage.prompt_tokens or 0,
+            completion_tokens=usage.completion_tokens or 0,
+            total_tokens=usage.total_tokens or 0,
+        )
     choices = chunk.choices or []
     if not choices:
         yield GenericStreamingChunk(text="", is_finished=False, finish_reason="", usage=usage_block, index=0, tool_use=None)
@@ -130,12 +133,12 @@ def _generic_chunks(chunk: Any) -> Iterator[GenericStreamingChunk]:
         return
     for position, call in enumerate(calls):
         last = position == len(calls) - 1
-        tool_use = {
-            "id": call.id,
-            "type": "function",
-            "function": {"name": call.function.name, "arguments": call.function.arguments or ""},
-            "index": call.index,
-        }
+        tool_use = ChatCompletionToolCallChunk(
+            id=call.id,
+            type="function",
+            function=ChatCompletionToolCallFunctionChunk(name=call.function.name, arguments=call.function.arguments or ""),
+            index=call.index,
+        )
         yield GenericStreamingChunk(
             text=text if position == 0 else "",
             is_finished=bool(finish) and last,

@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
-import os
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -381,7 +380,7 @@ def load_litellm() -> ModuleType:
     which the CLI sets (:mod:`proxy.environment`) before anything imports litellm.
     """
     litellm = importlib.import_module("litellm")
-    litellm.suppress_debug_info = True
+    litellm.suppress_debug_info = True  # type: ignore[attr-defined]  # set at run time, absent from its stubs
     return litellm
 
 

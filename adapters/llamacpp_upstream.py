@@ -66,8 +66,8 @@ from adapters.base import Activation, CallContext, configured_models
 from adapters.errors import UpstreamError, UpstreamUnavailable
 from adapters.kvcache import KVCache, KVEntry, cache_key, common_prefix, model_fingerprint, restore, snapshot
 from adapters.normalize import content_text, normalize_completion
-from adapters.worker_thread import ChunkSink, ModelWorker, include_usage
 from adapters.settings import UpstreamSettings
+from adapters.worker_thread import ChunkSink, ModelWorker, include_usage
 
 log = logging.getLogger(__name__)
 
@@ -419,7 +419,7 @@ def _load_llama(path: Path, settings: LlamaCppSettings) -> Any:
             "llama-cpp-python is not installed: pip install 'memproxy[local]'."
         ) from exc
 
-    class _CountingLlama(Llama):  # type: ignore[misc]
+    class _CountingLlama(Llama):
         """Remembers how many prompt tokens the last completion evaluated."""
 
         last_prompt_tokens = 0

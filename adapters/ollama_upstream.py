@@ -17,9 +17,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 import httpx
+from pydantic import BaseModel, ConfigDict
 
 from adapters.base import CallContext
 from adapters.errors import UpstreamError

@@ -16,9 +16,8 @@ import httpx
 
 from adapters.base import CallContext, configured_models
 from adapters.errors import UpstreamError, UpstreamUnsupported
-from adapters.transport import json_object, transport_errors
 from adapters.settings import UpstreamSettings
-
+from adapters.transport import json_object, transport_errors
 
 PEER = "the upstream model"
 

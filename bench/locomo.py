@@ -30,7 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ class Question:
 
 def parse_session_date(value: str) -> datetime:
     """``"1:56 pm on 8 May, 2023"`` -> an aware UTC datetime."""
-    return datetime.strptime(value.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=timezone.utc)
+    return datetime.strptime(value.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=UTC)
 
 
 def turn_text(turn: dict[str, Any]) -> str:
@@ -199,8 +199,8 @@ async def measure(
     from memory.cube import Owner, Provenance
     from memory.embedder import Embedder
     from memory.engine import MemoryEngine, NewMemory
-    from memory.tokens import TokenCounter
     from memory.settings import MemorySettings
+    from memory.tokens import TokenCounter
 
     started = time.perf_counter()
     samples = json.loads(data_path.read_text(encoding="utf-8"))

@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adapters.base import CallContext
-from adapters.base import Activation
+from adapters.base import Activation, CallContext
 from adapters.llamacpp_upstream import NAME, LlamaCppSettings, LlamaCppUpstream
 from bench.stats import median, percentile
 from proxy.config import load_settings

@@ -37,7 +37,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -95,7 +95,7 @@ class Sleep:
     then: str | Callable[[dict[str, Any]], str] | None = None
 
 
-Scripted = Union[str, Callable[[dict[str, Any]], str], Error, Sleep]
+Scripted = str | Callable[[dict[str, Any]], str] | Error | Sleep
 Pause = Callable[[int], Awaitable[None]]
 
 
@@ -263,7 +263,7 @@ def _sse(recorded: RecordedRequest, events: AsyncIterator[tuple[str | None, Any]
             recorded.sent.append(payload)
             data = payload if isinstance(payload, str) else json.dumps(payload)
             head = f"event: {name}\n" if name else ""
-            yield f"{head}data: {data}\n\n".encode("utf-8")
+            yield f"{head}data: {data}\n\n".encode()
 
     return StreamingResponse(body(), media_type="text/event-stream")
 

@@ -87,12 +87,12 @@ async def version(request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/show")
-async def show(request: Request) -> dict[str, Any]:
+async def show(request: Request) -> Response:
     body = await read_json_object(request)
     payload = validate(OllamaModelRequest, body)
     if not (payload.model or payload.name):
         return ollama_error(400, "model is required")
-    return await services(request).ollama.forward_post("/api/show", body, call_context(request))
+    return JSONResponse(await services(request).ollama.forward_post("/api/show", body, call_context(request)))
 
 
 @router.post("/api/embed")

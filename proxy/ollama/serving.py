@@ -70,13 +70,14 @@ class OllamaServing:
     def _place_generate(self, body: dict[str, Any], blocks: MemoryBlocks) -> dict[str, Any]:
         system = body.get("system")
         has_system = isinstance(system, str) and bool(system.strip())
+        system_text = system if isinstance(system, str) else ""
         to_system = [b for b in (blocks.core,) if b and has_system]
         to_prompt = [b for b in (blocks.core,) if b and not has_system]
         if blocks.recalled:
             (to_system if has_system and self.pipeline.placement == "system" else to_prompt).append(blocks.recalled)
         out = dict(body)
         if to_system:
-            out["system"] = "\n\n".join([system, *to_system])
+            out["system"] = "\n\n".join([system_text, *to_system])
         if to_prompt:
             out["prompt"] = "\n\n".join([*to_prompt, body.get("prompt") or ""])
         return out

@@ -331,12 +331,14 @@ class BridgeStream:
             if isinstance(content, str) and content:
                 if self._text is None:
                     events += self._open_text()
+                text_item = self._text
+                assert text_item is not None  # opened just above
                 self._text_parts.append(content)
                 events.append(
                     self._event(
                         "response.output_text.delta",
-                        item_id=self._text["id"],
-                        output_index=self._index(self._text),
+                        item_id=text_item["id"],
+                        output_index=self._index(text_item),
                         content_index=0,
                         delta=content,
                         logprobs=[],
