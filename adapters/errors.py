@@ -25,6 +25,7 @@ class UpstreamError(Exception):
         type: str = "upstream_error",
         code: str | None = None,
         param: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -32,6 +33,8 @@ class UpstreamError(Exception):
         self.type = type
         self.code = code
         self.param = param
+        # response headers the proxy relays to its client (``Retry-After`` of a 429)
+        self.headers: dict[str, str] = dict(headers or {})
 
     def to_body(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,22 @@ class UpstreamError(Exception):
                 "code": self.code,
             }
         }
+
+
+# Upstream response headers worth relaying with the proxy's error answer.
+RELAYED_HEADERS = ("retry-after", "retry-after-ms")
+
+
+def relayed_headers(headers: Any) -> dict[str, str]:
+    """The :data:`RELAYED_HEADERS` present in ``headers`` (any case-insensitive mapping)."""
+    if headers is None:
+        return {}
+    out: dict[str, str] = {}
+    for name in RELAYED_HEADERS:
+        value = headers.get(name)
+        if value:
+            out[name.title()] = str(value)
+    return out
 
 
 class UpstreamTimeout(UpstreamError):

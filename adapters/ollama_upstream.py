@@ -21,8 +21,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from adapters.base import CallContext
-from adapters.errors import UpstreamError
-from adapters.transport import json_object, transport_errors
+from adapters.errors import UpstreamError, UpstreamUnavailable, relayed_headers
+from adapters.transport import before, deadline_after, json_object, transport_errors, until
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 PEER = "Ollama"
@@ -60,6 +60,7 @@ class OllamaUpstream:
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
         timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         self.client = client or httpx.AsyncClient(timeout=timeout, limits=limits)
@@ -79,13 +80,18 @@ class OllamaUpstream:
         request = self.client.build_request(
             "POST", f"{self.base_url}{path}", json=body, headers=_headers(ctx)
         )
-        with transport_errors(f"Ollama at {self.base_url}"):
-            response = await self.client.send(request, stream=True)
-        if response.status_code >= 400:
-            content = await response.aread()
-            await response.aclose()
-            raise ollama_error(response.status_code, content)
-        return _lines(response)
+        deadline = deadline_after(self.timeout_s)
+        async with before(deadline, PEER):
+            with transport_errors(f"Ollama at {self.base_url}"):
+                response = await self.client.send(request, stream=True)
+            if response.status_code >= 400:
+                try:
+                    with transport_errors(PEER):
+                        content = await response.aread()
+                finally:
+                    await response.aclose()
+                raise ollama_error(response.status_code, content, response.headers)
+        return _lines(response, deadline)
 
     async def open_raw(self, method: str, path: str, content: bytes, content_type: str | None) -> httpx.Response:
         """Forward a request byte for byte; the caller streams and closes the response."""
@@ -100,16 +106,17 @@ class OllamaUpstream:
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None, ctx: CallContext | None
     ) -> dict[str, Any]:
-        with transport_errors(f"Ollama at {self.base_url}"):
-            response = await self.client.request(
-                method, f"{self.base_url}{path}", json=body, headers=_headers(ctx)
-            )
+        async with before(deadline_after(self.timeout_s), PEER):
+            with transport_errors(f"Ollama at {self.base_url}"):
+                response = await self.client.request(
+                    method, f"{self.base_url}{path}", json=body, headers=_headers(ctx)
+                )
         if response.status_code >= 400:
-            raise ollama_error(response.status_code, response.content)
+            raise ollama_error(response.status_code, response.content, response.headers)
         return json_object(response.content, PEER)
 
 
-def ollama_error(status: int, content: bytes) -> UpstreamError:
+def ollama_error(status: int, content: bytes, headers: Any = None) -> UpstreamError:
     """Ollama's ``{"error": "..."}`` (or any body) as an UpstreamError, status kept."""
     try:
         error = json.loads(content).get("error")
@@ -118,19 +125,25 @@ def ollama_error(status: int, content: bytes) -> UpstreamError:
     if isinstance(error, dict):  # an OpenAI-style body from something in between
         error = error.get("message")
     message = str(error) if error else content.decode("utf-8", "replace").strip()[:500]
-    return UpstreamError(message or f"Ollama error {status}", status=status)
+    return UpstreamError(message or f"Ollama error {status}", status=status, headers=relayed_headers(headers))
 
 
-async def _lines(response: httpx.Response) -> AsyncIterator[NdjsonLine]:
+async def _lines(response: httpx.Response, deadline: float) -> AsyncIterator[NdjsonLine]:
+    """The NDJSON lines of a stream, all under ``deadline``; one that stops
+    before its ``"done": true`` line was cut off (502: nothing is stored)."""
+    done = False
     try:
         with transport_errors(PEER, streaming=True):
-            async for line in response.aiter_lines():
+            async for line in until(response.aiter_lines(), deadline, PEER):
                 if not line.strip():
                     continue
                 data = json_object(line.encode("utf-8"), PEER)
                 if "error" in data and len(data) == 1:
                     raise UpstreamError(str(data["error"]), status=502)
+                done = done or bool(data.get("done"))
                 yield NdjsonLine(line.encode("utf-8"), data)
+        if not done:
+            raise UpstreamUnavailable(f"The stream from {PEER} ended before its final (done) line.")
     finally:
         await response.aclose()
 

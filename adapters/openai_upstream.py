@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 
 from adapters.base import CallContext, configured_models
-from adapters.errors import UpstreamError, UpstreamUnsupported
+from adapters.errors import UpstreamError, UpstreamUnavailable, UpstreamUnsupported, relayed_headers
 from adapters.settings import UpstreamSettings
-from adapters.transport import json_object, transport_errors
+from adapters.transport import before, deadline_after, json_object, transport_errors, until
 
 PEER = "the upstream model"
 
@@ -39,8 +39,11 @@ class OpenAIUpstream:
         return await self._post_json("/chat/completions", body, ctx, endpoint=None)
 
     async def open_stream(self, body: dict[str, Any], ctx: CallContext) -> AsyncIterator[dict[str, Any]]:
-        response = await self._open_sse("/chat/completions", body, ctx, endpoint=None)
-        return _sse_payloads(response, is_error=lambda p: "error" in p and "choices" not in p)
+        deadline = deadline_after(self.settings.timeout_s)
+        response = await self._open_sse("/chat/completions", body, ctx, endpoint=None, deadline=deadline)
+        return _sse_payloads(
+            response, deadline, is_error=lambda p: "error" in p and "choices" not in p, is_final=_has_finish_reason
+        )
 
     async def list_models(self) -> list[dict[str, Any]]:
         if self.settings.models:
@@ -60,8 +63,11 @@ class OpenAIUpstream:
     async def open_responses_stream(
         self, body: dict[str, Any], ctx: CallContext
     ) -> AsyncIterator[dict[str, Any]]:
-        response = await self._open_sse("/responses", body, ctx, endpoint="the Responses API")
-        return _sse_payloads(response, is_error=lambda p: "type" not in p and "error" in p)
+        deadline = deadline_after(self.settings.timeout_s)
+        response = await self._open_sse("/responses", body, ctx, endpoint="the Responses API", deadline=deadline)
+        return _sse_payloads(
+            response, deadline, is_error=lambda p: "type" not in p and "error" in p, is_final=_is_terminal_event
+        )
 
     async def embeddings(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         return await self._post_json("/embeddings", body, ctx, endpoint="embeddings")
@@ -72,14 +78,15 @@ class OpenAIUpstream:
     async def _post_json(
         self, path: str, body: dict[str, Any], ctx: CallContext, endpoint: str | None
     ) -> dict[str, Any]:
-        with transport_errors(PEER):
-            response = await self.client.post(f"{self.base_url}{path}", json=body, headers=self._headers(ctx))
+        async with before(deadline_after(self.settings.timeout_s), PEER):
+            with transport_errors(PEER):
+                response = await self.client.post(f"{self.base_url}{path}", json=body, headers=self._headers(ctx))
         if response.status_code >= 400:
-            raise _status_error(response.status_code, response.content, endpoint)
+            raise _status_error(response.status_code, response.content, endpoint, response.headers)
         return json_object(response.content, PEER)
 
     async def _open_sse(
-        self, path: str, body: dict[str, Any], ctx: CallContext, endpoint: str | None
+        self, path: str, body: dict[str, Any], ctx: CallContext, endpoint: str | None, deadline: float
     ) -> httpx.Response:
         """Send a streaming request; raise on an error status before any event."""
         request = self.client.build_request(
@@ -88,12 +95,16 @@ class OpenAIUpstream:
             json={**body, "stream": True},
             headers={**self._headers(ctx), "Accept": "text/event-stream"},
         )
-        with transport_errors(PEER):
-            response = await self.client.send(request, stream=True)
-        if response.status_code >= 400:
-            content = await response.aread()
-            await response.aclose()
-            raise _status_error(response.status_code, content, endpoint)
+        async with before(deadline, PEER):
+            with transport_errors(PEER):
+                response = await self.client.send(request, stream=True)
+            if response.status_code >= 400:
+                try:
+                    with transport_errors(PEER):
+                        content = await response.aread()
+                finally:
+                    await response.aclose()
+                raise _status_error(response.status_code, content, endpoint, response.headers)
         return response
 
     def _headers(self, ctx: CallContext | None) -> dict[str, str]:
@@ -107,12 +118,22 @@ class OpenAIUpstream:
 
 
 async def _sse_payloads(
-    response: httpx.Response, is_error: Callable[[dict[str, Any]], bool]
+    response: httpx.Response,
+    deadline: float,
+    is_error: Callable[[dict[str, Any]], bool],
+    is_final: Callable[[dict[str, Any]], bool],
 ) -> AsyncIterator[dict[str, Any]]:
-    """Parse an SSE stream into JSON payloads, one per ``data:`` event, as they arrive."""
+    """Parse an SSE stream into JSON payloads, one per ``data:`` event, as they arrive.
+
+    The whole stream runs under ``deadline``. A stream that stops before
+    ``[DONE]`` and before any payload ``is_final`` (a chunk with a
+    ``finish_reason``, a terminal Responses event) was cut off: a 502, so the
+    client gets an error event and nothing is stored.
+    """
+    finished = False
     try:
         with transport_errors(PEER, streaming=True):
-            async for line in response.aiter_lines():
+            async for line in until(response.aiter_lines(), deadline, PEER):
                 data = line[5:].strip() if line.startswith("data:") else ""
                 if data == "[DONE]":
                     return
@@ -121,13 +142,30 @@ async def _sse_payloads(
                 payload = json_object(data.encode("utf-8"), PEER)
                 if is_error(payload):
                     raise _error_from(502, data.encode("utf-8"))
+                finished = finished or is_final(payload)
                 yield payload
+        if not finished:
+            raise UpstreamUnavailable(f"The stream from {PEER} ended before it finished (no finish_reason, no [DONE]).")
     finally:
         await response.aclose()
 
 
-def _status_error(status: int, content: bytes, endpoint: str | None) -> UpstreamError:
-    return _error_from(status, content) if endpoint is None else _endpoint_error(status, content, endpoint)
+def _has_finish_reason(chunk: dict[str, Any]) -> bool:
+    choices = chunk.get("choices")
+    return isinstance(choices, list) and any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+
+
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
+
+
+def _is_terminal_event(event: dict[str, Any]) -> bool:
+    return event.get("type") in TERMINAL_EVENTS
+
+
+def _status_error(status: int, content: bytes, endpoint: str | None, headers: Any = None) -> UpstreamError:
+    error = _error_from(status, content) if endpoint is None else _endpoint_error(status, content, endpoint)
+    error.headers.update(relayed_headers(headers))
+    return error
 
 
 # Statuses with which servers say "no such route" (vLLM/FastAPI and Starlette

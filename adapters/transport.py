@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
 
 import httpx
 
 from adapters.errors import UpstreamTimeout, UpstreamUnavailable
+
+Item = TypeVar("Item")
 
 
 @contextmanager
@@ -41,3 +44,39 @@ def json_object(content: bytes, peer: str) -> dict[str, Any]:
 
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def deadline_after(timeout_s: float) -> float:
+    """The event-loop time by which a call started now must be over."""
+    return asyncio.get_running_loop().time() + timeout_s
+
+
+@asynccontextmanager
+async def before(deadline: float, peer: str, *, streaming: bool = False) -> AsyncIterator[None]:
+    """Run the body by ``deadline`` (loop time) or raise a 504 naming ``peer``.
+
+    httpx's timeouts bound each read; this bounds the whole request, a
+    stream that keeps trickling included (``upstream.timeout_s``).
+    """
+    try:
+        async with asyncio.timeout_at(deadline):
+            yield
+    except TimeoutError as exc:
+        verb = "did not finish its stream" if streaming else "did not answer"
+        raise UpstreamTimeout(f"{_capital(peer)} {verb} in time (the whole-request timeout ran out).") from exc
+
+
+async def until(items: AsyncIterator[Item], deadline: float, peer: str) -> AsyncIterator[Item]:
+    """``items``, each awaited under the whole-request ``deadline``.
+
+    The deadline wraps each ``__anext__`` only (never a ``yield``), so it can
+    only ever cancel the read it guards.
+    """
+    iterator = aiter(items)
+    while True:
+        async with before(deadline, peer, streaming=True):
+            try:
+                item = await anext(iterator)
+            except StopAsyncIteration:
+                return
+        yield item

@@ -23,6 +23,7 @@ from memory.encoding import encode
 from memory.errors import InvalidMemory, MemoryNotFound
 from memory.extractor import FactExtractor
 from memory.lexcache import LexicalCache
+from memory.limits import check_batch, check_content, check_metadata, clip_content
 from memory.recall import (
     DATES_KEY,
     RecallResult,
@@ -32,6 +33,7 @@ from memory.recall import (
     pack,
     rank,
 )
+from memory.redact import Redactor
 from memory.render import render_item
 from memory.standing import DomainBridge
 from memory.scheduler import MemScheduler, RecallLog
@@ -181,6 +183,7 @@ class MemoryEngine:
         self.counter = counter or TokenCounter()
         self._owns_embedder = owns_embedder
         self._ids = IdFactory()
+        self.redactor = Redactor(settings.redact.credentials, settings.redact.pii)
         local = getattr(store, "local", False)  # a shared server may be written by others
         self._lexical = LexicalCache(store.all_active, load_vectors=getattr(store, "vectors", None) if local else None)
         self._bridge = DomainBridge(embedder.embed_query)  # on the recall path
@@ -230,14 +233,23 @@ class MemoryEngine:
         cube = MemCube(
             id=self._ids.new(member),
             owner=member,
-            content=_content(item.content),
+            content=self._safe_content(item.content),
             kind=_kind(item.kind),
             tier=_choice(item.tier, TIERS, "tier"),
             event_time=_event_time(item.event_time),
             provenance=provenance,
-            metadata=_metadata(item.metadata),
+            metadata=self._safe_metadata(item.metadata),
         )
         return self._token_count(stamp_dates(cube))
+
+    def _safe_content(self, text: str | None) -> str:
+        """Non-empty, within ``memory.limits.max_content_chars``, secrets redacted (before any embedding)."""
+        content = check_content(_content(text), self.settings.limits.max_content_chars)
+        return _content(self.redactor.redact(content)) if self.redactor else content
+
+    def _safe_metadata(self, value: Any) -> dict[str, Any]:
+        limits = self.settings.limits
+        return check_metadata(_metadata(value), limits.max_metadata_bytes, limits.max_metadata_depth)
 
     async def _store_new(self, cubes: list[MemCube]) -> list[MemCube]:
         if not cubes:
@@ -254,6 +266,7 @@ class MemoryEngine:
     ) -> list[MemCube]:
         if not owner.user:
             raise InvalidMemory("A memory needs a user.", param="user")
+        check_batch(len(items), self.settings.limits.max_batch)
         cubes = [self._build(owner, item, provenance or Provenance()) for item in items]
         return await self._store_new(cubes)
 
@@ -337,9 +350,9 @@ class MemoryEngine:
     def _patched(self, cube: MemCube, patch: MemoryPatch) -> MemCube:
         changes: dict[str, Any] = {}
         if patch.content is not None:
-            changes["content"] = _content(patch.content)
+            changes["content"] = self._safe_content(patch.content)
         if patch.metadata is not None:
-            changes["metadata"] = _metadata(patch.metadata)
+            changes["metadata"] = self._safe_metadata(patch.metadata)
         if patch.event_time is not None:
             changes["event_time"] = _event_time(patch.event_time)
         if patch.kind is not None:
@@ -402,7 +415,7 @@ class MemoryEngine:
         cubes = [
             self._build(
                 t.owner,
-                NewMemory(content=t.content, kind=Kind.EPISODIC.value, event_time=t.event_time, metadata=dict(t.metadata or {})),
+                NewMemory(content=clip_content(t.content, self.settings.limits.max_content_chars), kind=Kind.EPISODIC.value, event_time=t.event_time, metadata=dict(t.metadata or {})),
                 t.provenance,
             )
             for t in turns

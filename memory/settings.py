@@ -39,6 +39,26 @@ class ExtractorSettings(BaseModel):
     max_facts: int = 8  # most facts kept from one turn
 
 
+class RedactSettings(BaseModel):
+    """What is redacted from memory text before it is embedded or stored (see memory/redact.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    credentials: bool = True  # API keys, tokens, passwords, private keys, card numbers (Luhn-checked)
+    pii: list[Literal["email", "phone", "iban", "address"]] = Field(default_factory=list)
+
+
+class MemoryLimits(BaseModel):
+    """Caps on one memory (see memory/limits.py); over a cap -> 400 (a chat turn is clipped)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_content_chars: int = Field(default=32_768, ge=1)
+    max_metadata_bytes: int = Field(default=16_384, ge=2)
+    max_metadata_depth: int = Field(default=8, ge=1)
+    max_batch: int = Field(default=1_000, ge=1)  # memories in one POST /v1/memories
+
+
 class MemorySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -58,3 +78,5 @@ class MemorySettings(BaseModel):
     core_token_budget: int = 1024  # most tokens (cl100k) of core memories injected on every request
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     extractor: ExtractorSettings = Field(default_factory=ExtractorSettings)
+    redact: RedactSettings = Field(default_factory=RedactSettings)
+    limits: MemoryLimits = Field(default_factory=MemoryLimits)

@@ -24,6 +24,7 @@ from proxy import health
 from proxy.config import Settings
 from proxy.errors import install_handlers
 from proxy.identity import HeaderIdentityResolver, IdentityResolver
+from proxy.limits import LimitsMiddleware
 from proxy.memories import router as memories
 from proxy.middleware import RequestIdMiddleware
 from proxy.ollama import router as ollama
@@ -72,7 +73,8 @@ def create_app(
     install_handlers(app)
     for module in (chat, responses, embeddings, models, memories, health, ollama):
         app.include_router(module.router)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(LimitsMiddleware, settings=settings.limits)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer, limits' included, carries the id
     return app
 
 

@@ -3,7 +3,7 @@
 This module only assembles the sections; each is owned by the code that reads
 it: ``memory:`` by :mod:`memory.settings`, ``upstream:`` by
 :mod:`adapters.settings` (each backend declares its own ``upstream.<name>``
-section), ``ollama:`` by :mod:`adapters.ollama_upstream`.
+section), ``ollama:`` by :mod:`adapters.ollama_upstream`, ``limits:`` by :mod:`proxy.limits`.
 
 Nested keys use ``__`` in the environment, e.g.
 ``MEMPROXY_MEMORY__TOKEN_BUDGET=2048`` or ``MEMPROXY_UPSTREAM__BASE_URL=...``.
@@ -27,6 +27,7 @@ from pydantic_settings import (
 from adapters.ollama_upstream import OllamaSettings
 from adapters.settings import UpstreamSettings
 from memory.settings import MemorySettings
+from proxy.limits import LimitsSettings
 
 
 class Settings(BaseSettings):
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @classmethod
     def settings_customise_sources(

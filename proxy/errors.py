@@ -90,7 +90,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(UpstreamError)
     async def _upstream_error(_: Request, exc: UpstreamError) -> JSONResponse:
-        return JSONResponse(exc.to_body(), status_code=exc.status)
+        return JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers or None)
 
     @app.exception_handler(MemoryNotFound)
     async def _memory_not_found(_: Request, exc: MemoryNotFound) -> JSONResponse:

@@ -8,7 +8,7 @@ Events with headers that proxies and browsers do not buffer.
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ from starlette.requests import Request
 from adapters.base import CallContext
 from proxy.errors import InvalidRequest
 from proxy.identity import Identity
+from proxy.limits import LimitsSettings, UnsafeJson, has_parsed_body, parse_json_async, parsed_body
 from proxy.services import Services, services
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -42,25 +43,56 @@ async def read_memory_call(request: Request, schema: type[BaseModel]) -> MemoryC
 
     Raises :class:`proxy.errors.InvalidRequest` (400) for a bad body or bad memory headers.
     """
-    body = await read_json_object(request)
-    validate(schema, body)
     svc = services(request)
+    limits = svc.settings.limits
+    body = await read_json_object(request)
+    check_messages(body, limits)
+    if _large(request, limits):  # pydantic over a big body: off the event loop too
+        await asyncio.to_thread(validate, schema, body)
+    else:
+        validate(schema, body)
     identity = svc.identity.resolve(request.headers, body)
     return MemoryCall(body, svc, identity, call_context(request))
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest(
-            "We could not parse the JSON body of your request. Send valid JSON "
-            "with Content-Type: application/json."
-        ) from None
+    """The JSON object body, as :class:`proxy.limits.LimitsMiddleware` parsed it
+    (strict JSON, depth-capped, off the loop when large)."""
+    body = parsed_body(request.scope)
+    if not has_parsed_body(body):  # no middleware in front (an embedding program) or an empty body
+        try:
+            body = await parse_json_async(await request.body(), _limits(request))
+        except UnsafeJson as exc:
+            raise InvalidRequest(str(exc), code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return body
+
+
+# The lists a request may carry at most ``limits.max_messages`` of.
+MESSAGE_LISTS = ("messages", "input")
+
+
+def check_messages(body: dict[str, Any], limits: LimitsSettings) -> None:
+    """At most ``limits.max_messages`` chat messages (or Responses input items)."""
+    for key in MESSAGE_LISTS:
+        value = body.get(key)
+        if isinstance(value, list) and len(value) > limits.max_messages:
+            raise InvalidRequest(
+                f"'{key}' has {len(value)} items; at most {limits.max_messages} are accepted (limits.max_messages).",
+                param=key,
+                code="too_many_messages",
+            )
+
+
+def _limits(request: Request) -> LimitsSettings:
+    svc = getattr(request.app.state, "services", None)
+    return svc.settings.limits if svc is not None else LimitsSettings()
+
+
+def _large(request: Request, limits: LimitsSettings) -> bool:
+    length = request.headers.get("content-length", "")
+    return length.isdigit() and int(length) > limits.offload_bytes
 
 
 def validate(model: type[Model], body: dict[str, Any]) -> Model:

@@ -46,7 +46,9 @@ class OllamaRoute(APIRoute):
             except ProxyError as exc:
                 return ollama_error(exc.status, exc.message)
             except UpstreamError as exc:
-                return ollama_error(exc.status, exc.message)
+                response = ollama_error(exc.status, exc.message)
+                response.headers.update(exc.headers)
+                return response
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
                 return ollama_error(400, str(first.get("msg", "invalid request")))
