@@ -8,7 +8,7 @@ and ``POST /api/embeddings``, and records every request. Replies are
 to the first tool; with ``think`` a ``thinking`` text comes first; with
 ``format`` the content is a JSON object. Model ``error-404`` answers
 ``{"error": "model ... not found"}`` with 404, ``broken-stream`` breaks off
-with an error line. The final ``done`` object carries fixed durations and
+with an error line, ``truncated-stream`` simply stops before its ``done`` line. The final ``done`` object carries fixed durations and
 counts (:data:`DONE_STATS`) so tests can check they arrive intact.
 """
 
@@ -93,6 +93,8 @@ class FakeOllama(RequestLog):
                 yield {**_head(model), "message": {"role": "assistant", "content": piece}, "done": False}
         if model == "broken-stream":
             yield {"error": "the fake Ollama broke"}
+            return
+        if model == "truncated-stream":
             return
         yield {**_head(model), "message": {"role": "assistant", "content": ""}, **_done(tool_calls)}
 

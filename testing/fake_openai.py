@@ -17,7 +17,11 @@ By default the reply depends on the request:
 - model ``slow-<ms>``: streams with ``<ms>`` milliseconds between pieces;
 - model ``sleep-<ms>``: answers only after ``<ms>`` milliseconds;
 - model ``hang``: does not answer for 60 s (or until the caller hangs up);
-- model ``broken-stream``: sends one chunk, then an error event mid-stream.
+- model ``broken-stream``: sends one chunk, then an error event mid-stream;
+- model ``truncated-stream``: streams the reply's pieces, then simply stops
+  (no ``finish_reason``, no ``[DONE]``; a Responses stream stops before
+  ``response.completed``);
+- a 429 carries ``Retry-After: 7`` (:data:`RETRY_AFTER`).
 
 Tests steer it further:
 
@@ -58,6 +62,8 @@ MODELS = ("fake-model", "gpt-4o-mini")
 TOOL_CALL_ID = "call_fake_1"
 TOOL_ARGUMENTS = json.dumps({"city": "Paris", "unit": "c"})
 HANG_S = 60.0
+RETRY_AFTER = "7"
+TRUNCATED = "truncated-stream"
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 429: "rate_limit_exceeded"}
 RESPONSES_USAGE = {
     "input_tokens": 12,
@@ -180,7 +186,7 @@ class FakeOpenAI(RequestLog):
                 text = scripted(body) if callable(scripted) else scripted
         reply = Reply.for_request(body, text)
         if body.get("stream"):
-            events = _chat_stream(reply, body, self._pause(model), broken=model == "broken-stream")
+            events = _chat_stream(reply, body, self._pause(model), broken=model == "broken-stream", truncated=model == TRUNCATED)
             return _sse(recorded, events)
         return _json(recorded, reply.completion(body))
 
@@ -193,7 +199,7 @@ class FakeOpenAI(RequestLog):
         if (status := _requested_error(model)) is not None:
             return _json(recorded, error_body(status), status)
         if body.get("stream"):
-            return _sse(recorded, _responses_stream(body, self._pause(model)))
+            return _sse(recorded, _responses_stream(body, self._pause(model), truncated=model == TRUNCATED))
         return _json(recorded, complete_response(body))
 
     async def _embeddings(self, request: Request) -> Response:
@@ -252,7 +258,8 @@ def _requested_wait(model: str) -> float | None:
 
 def _json(recorded: RecordedRequest, payload: dict[str, Any], status: int = 200) -> JSONResponse:
     recorded.sent.append(payload)
-    return JSONResponse(payload, status_code=status)
+    headers = {"Retry-After": RETRY_AFTER} if status == 429 else None
+    return JSONResponse(payload, status_code=status, headers=headers)
 
 
 def _sse(recorded: RecordedRequest, events: AsyncIterator[tuple[str | None, Any]]) -> StreamingResponse:
@@ -334,7 +341,7 @@ class Reply:
 
 
 async def _chat_stream(
-    reply: Reply, body: dict[str, Any], pause: Pause, broken: bool
+    reply: Reply, body: dict[str, Any], pause: Pause, broken: bool, truncated: bool = False
 ) -> AsyncIterator[tuple[str | None, Any]]:
     yield None, reply.chunk(body, {"role": "assistant", "content": ""}, None)
     if broken:
@@ -354,6 +361,8 @@ async def _chat_stream(
         for index, piece in enumerate(pieces(reply.text or "")):
             await pause(index)
             yield None, reply.chunk(body, {"content": piece}, None)
+        if truncated:
+            return
         finish = "stop"
     yield None, reply.chunk(body, {}, finish)
     if (body.get("stream_options") or {}).get("include_usage"):
@@ -427,7 +436,9 @@ def complete_response(body: dict[str, Any]) -> dict[str, Any]:
     return response_object(body, "completed", _items(text, call), usage=True)
 
 
-async def _responses_stream(body: dict[str, Any], pause: Pause) -> AsyncIterator[tuple[str | None, Any]]:
+async def _responses_stream(
+    body: dict[str, Any], pause: Pause, truncated: bool = False
+) -> AsyncIterator[tuple[str | None, Any]]:
     text, call = response_reply(body)
     sequence = iter(range(10_000))
 
@@ -455,6 +466,8 @@ async def _responses_stream(body: dict[str, Any], pause: Pause) -> AsyncIterator
             yield event(
                 "response.output_text.delta", item_id=item["id"], output_index=0, content_index=0, delta=piece, logprobs=[]
             )
+        if truncated:
+            return
         yield event("response.output_text.done", item_id=item["id"], output_index=0, content_index=0, text=text, logprobs=[])
         yield event("response.content_part.done", item_id=item["id"], output_index=0, content_index=0, part=item["content"][0])
     yield event("response.output_item.done", output_index=0, item=item)
