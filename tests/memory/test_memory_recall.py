@@ -153,7 +153,7 @@ def test_inactive_memories_are_not_recalled(open_engine: EngineFactory) -> None:
 def test_lexical_index_rebuilds_for_a_new_engine(open_engine: EngineFactory) -> None:
     async def scenario() -> None:
         engine = await open_engine()
-        await engine.add(ALICE, [NewMemory("User: my wifi password is zebra-quartz-77")])
+        await engine.add(ALICE, [NewMemory("User: my wifi network is called zebra-quartz-77")])
         await engine.aclose()
         reopened = await open_engine()
         result = await reopened.search("alice", "zebra-quartz-77")
