@@ -41,6 +41,11 @@ from proxy.pipeline.capture import ReplyCapture
 
 log = logging.getLogger("memproxy.pipeline")
 
+# A recall query longer than this keeps its head and tail: the embedding model
+# reads 256 tokens at most, and a megabyte query would only cost time
+# (tokenising, BM25) for nothing.
+MAX_QUERY_CHARS = 4000
+
 Body = dict[str, Any]
 Placer = Callable[[Body, MemoryBlocks], Body]
 
@@ -105,7 +110,7 @@ class MemoryPipeline:
             mode = identity.mode
             blocks = MemoryBlocks.empty("ok" if mode.reads or mode.writes else "off")
         else:
-            blocks = await self.recall(query, identity)
+            blocks = await self.recall(clip_query(query), identity)
         forwarded = place(body, blocks) if blocks else dict(body)
         if blocks.activation is not None:
             context = dataclasses.replace(context, activation=blocks.activation)
@@ -184,3 +189,11 @@ class MemoryPipeline:
             self.engine.remember_turn(identity.owner, user_text, reply, provenance)
         except Exception:  # the reply is already delivered; losing the write is logged
             log.exception("could not queue the memory write for %s", context.request_id)
+
+
+def clip_query(query: str) -> str:
+    """``query`` within :data:`MAX_QUERY_CHARS`: its head and its tail when longer."""
+    if len(query) <= MAX_QUERY_CHARS:
+        return query
+    half = MAX_QUERY_CHARS // 2
+    return f"{query[:half]}\n{query[-half:]}"

@@ -14,6 +14,7 @@ import pytest
 
 from proxy import limits as limits_module
 from proxy.limits import LimitsSettings, UnsafeJson, parse_json, parse_json_async
+from proxy.pipeline.pipeline import MAX_QUERY_CHARS, clip_query
 from tests.conftest import list_memories, memories_before_barrier
 
 SMALL = {"max_body_bytes": 64 * 1024, "max_messages": 50, "max_json_depth": 32, "max_header_bytes": 8 * 1024}
@@ -176,3 +177,10 @@ def test_large_bodies_are_parsed_on_a_worker_thread(monkeypatch):
     assert asyncio.run(parse_json_async(small, settings)) == {"a": 1}
     assert asyncio.run(parse_json_async(large, settings)) == {"a": "x" * 4096}
     assert threads == [len(large)]
+
+
+def test_a_huge_recall_query_keeps_its_head_and_tail():
+    query = "head " + "x" * 1_000_000 + " tail"
+    clipped = clip_query(query)
+    assert len(clipped) <= MAX_QUERY_CHARS + 1 and clipped.startswith("head ") and clipped.endswith(" tail")
+    assert clip_query("short question?") == "short question?"
