@@ -12,6 +12,7 @@ from collections.abc import Sequence
 BENCHMARKS = {
     "latency": ("bench.latency", "added latency of the proxy vs calling the upstream directly"),
     "ttft": ("bench.ttft", "time to first token with vs without activation memory (llama.cpp KV caches)"),
+    "big-body": ("bench.big_body", "event-loop stall, time and memory of one huge chat turn; redaction cost"),
     "locomo": ("bench.locomo", "evidence recall of memory search on LoCoMo, with BM25 and dense baselines"),
 }
 
