@@ -66,7 +66,15 @@ def _serve(args: argparse.Namespace) -> int:
     level = settings.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        # with the h11 parser, let headers up to limits.max_header_bytes reach the limits middleware (431, OpenAI shape)
+        h11_max_incomplete_event_size=settings.limits.max_header_bytes + 1024,
+    )
     return 0
 
 
