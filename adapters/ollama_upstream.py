@@ -84,7 +84,7 @@ class OllamaUpstream:
         if response.status_code >= 400:
             content = await response.aread()
             await response.aclose()
-            raise ollama_error(response.status_code, content)
+            raise parse_error(response.status_code, content)
         return _lines(response)
 
     async def open_raw(self, method: str, path: str, content: bytes, content_type: str | None) -> httpx.Response:
@@ -105,11 +105,11 @@ class OllamaUpstream:
                 method, f"{self.base_url}{path}", json=body, headers=_headers(ctx)
             )
         if response.status_code >= 400:
-            raise ollama_error(response.status_code, response.content)
+            raise parse_error(response.status_code, response.content)
         return json_object(response.content, PEER)
 
 
-def ollama_error(status: int, content: bytes) -> UpstreamError:
+def parse_error(status: int, content: bytes) -> UpstreamError:
     """Ollama's ``{"error": "..."}`` (or any body) as an UpstreamError, status kept."""
     try:
         error = json.loads(content).get("error")
