@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from memory.cube import MemCube
+from memory.pack_owner import pack_label
 
 BLOCK_OPEN = "<memproxy:memories>"
 BLOCK_CLOSE = "</memproxy:memories>"
@@ -20,8 +21,12 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 def render_item(cube: MemCube) -> str:
-    """One line per memory: ``[YYYY-MM-DD] content`` (date only when known)."""
+    """One line per memory: ``[YYYY-MM-DD] content`` (date only when known);
+    a memory from an installed pack is prefixed ``[pack: name@version]``."""
     content = cube.content.strip()
+    label = pack_label(cube.owner.user)
+    if label is not None:
+        content = f"[pack: {label}] {content}"
     if cube.event_time is None:
         return content
     return f"[{cube.event_time.date().isoformat()}] {content}"
