@@ -203,7 +203,7 @@ class ArchiveWriter:
     def __init__(self, *, kind: str, owner: str, embedder: EmbedderId, vectors: bool = True) -> None:
         self.kind, self.owner, self.embedder, self.with_vectors = kind, owner, embedder, vectors
         self._sink = _Sink()
-        self._zip = zipfile.ZipFile(self._sink, "w", compression=zipfile.ZIP_DEFLATED)  # type: ignore[arg-type]
+        self._zip = zipfile.ZipFile(self._sink, "w", compression=zipfile.ZIP_DEFLATED)  # type: ignore[call-overload]
         self._memories: IO[bytes] = self._zip.open(_member(MEMORIES), "w", force_zip64=True)
         self._vectors: IO[bytes] | None = tempfile.TemporaryFile() if vectors else None  # noqa: SIM115
         self._hash = {MEMORIES: hashlib.sha256(), VECTORS: hashlib.sha256()}

@@ -337,6 +337,7 @@ class ChromaStore:
             by_key.setdefault(cube.owner.key, []).append(index)
         for key, indexes in by_key.items():
             collection = self._collection(key, create=True)
+            assert collection is not None  # created on demand
             for start in range(0, len(indexes), WRITE_BATCH):
                 chunk = indexes[start : start + WRITE_BATCH]
                 collection.upsert(
@@ -346,12 +347,12 @@ class ChromaStore:
                     metadatas=[to_metadata(cubes[i]) for i in chunk],
                 )
 
-    def _fetch_sync(self, user: str, ids: list[str], vectors: bool) -> dict[str, tuple[MemCube, np.ndarray | None]]:
+    def _fetch_sync(self, user: str, ids: Sequence[str], vectors: bool) -> dict[str, tuple[MemCube, np.ndarray | None]]:
         collection = self._collection(owner_key(user), create=False)
         if collection is None or not ids:
             return {}
         include = ["documents", "metadatas", "embeddings"] if vectors else ["documents", "metadatas"]
-        result = collection.get(ids=ids, include=include)
+        result = collection.get(ids=list(ids), include=include)
         rows = _rows(result)
         found = np.asarray(result["embeddings"], dtype=np.float32) if vectors else None
         return {cube.id: (cube, found[n] if found is not None else None) for n, cube in enumerate(rows)}

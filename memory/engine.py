@@ -343,7 +343,7 @@ class MemoryEngine:
 
     async def fetch(self, user: str, ids: Sequence[str], *, vectors: bool = False) -> dict[str, tuple[MemCube, Any]]:
         """Stored memories of ``user`` among ``ids`` (any state), with their vectors when asked."""
-        return await self.store.fetch(user, ids, vectors=vectors)  # type: ignore[attr-defined, no-any-return]
+        return await self.store.fetch(user, ids, vectors=vectors)  # type: ignore[attr-defined]
 
     async def put(self, cubes: Sequence[MemCube], embeddings: Any = None) -> int:
         """Store ``cubes`` exactly as given (new or replacing the same ids), with

@@ -19,6 +19,7 @@ from adapters.base import Upstream
 from adapters.registry import UpstreamRegistry
 from memory.embedder import Embedder
 from memory.engine import MemoryEngine
+from memory.packs import PackRegistry
 from memory.tokens import TokenCounter
 from proxy import health
 from proxy.config import Settings
@@ -36,6 +37,7 @@ from proxy.openai.models import router as models
 from proxy.openai.responses import router as responses
 from proxy.openai.responses.serving import ResponsesServing
 from proxy.pipeline import MemoryPipeline
+from proxy.portable import router as portable
 from proxy.services import Services
 
 log = logging.getLogger("memproxy")
@@ -70,7 +72,8 @@ def create_app(
 
     app = FastAPI(title="memproxy", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     install_handlers(app)
-    for module in (chat, responses, embeddings, models, memories, health, ollama):
+    # portable before memories: /v1/memories/export is not a memory id
+    for module in (chat, responses, embeddings, models, portable, memories, health, ollama):
         app.include_router(module.router)
     app.add_middleware(RequestIdMiddleware)
     return app
@@ -92,6 +95,8 @@ async def build_services(
         upstream = registry.create(settings.resolved_provider(), settings.upstream, data_dir)
     if engine is None:
         engine = await MemoryEngine.open(settings.memory, data_dir, embedder=embedder)
+    if engine.packs is None:  # installed memory packs are recalled with each user's memories
+        engine.packs = PackRegistry(data_dir / "packs")
     counter = TokenCounter()
     await _warm_memory(engine, counter)
     await _warm_upstream(upstream)

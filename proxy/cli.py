@@ -1,4 +1,4 @@
-"""The ``memproxy`` command: ``serve`` and ``bench``."""
+"""The ``memproxy`` command: ``serve``, ``bench``, ``export``, ``import`` and ``packs``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands.add_parser("serve", help="run the proxy"))
     commands.add_parser("bench", help="run a benchmark (memproxy bench --help)")
+    from proxy.portable.cli import add_commands as add_portable_commands  # its heavy imports are lazy
+
+    add_portable_commands(commands)
     parsed = parser.parse_args(args)
     return int(parsed.handler(parsed) or 0)
 

@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +58,7 @@ def epoch_time(value: Any) -> datetime | None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(float(value), timezone.utc)
+            return datetime.fromtimestamp(float(value), UTC)
         except (OverflowError, OSError, ValueError) as exc:
             raise ArchiveError(f"not a timestamp: {value!r}") from exc
     if isinstance(value, str):
@@ -78,7 +78,7 @@ def memory_id(user: str, source: str, key: str, event_time: datetime | None) -> 
 def build_cubes(engine: MemoryEngine, user: str, source: str, items: Sequence[ImportedItem]) -> list[MemCube]:
     from memory.engine import stamp_dates  # the engine's own write-time annotations
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cubes: dict[str, MemCube] = {}
     for item in items:
         if not item.content.strip():

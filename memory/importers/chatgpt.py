@@ -8,6 +8,7 @@ Each conversation has a ``mapping`` of nodes (``message``, ``parent``,
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,27 +65,8 @@ def parse(path: Path) -> list[ImportedItem]:
         conv_id = str(conversation.get("conversation_id") or conversation.get("id") or number)
         title = conversation.get("title")
         started = epoch_time(conversation.get("create_time"))
+        origin = {"source": SOURCE, "conversation_id": conv_id, "title": title}
         turn: list[Any] = []  # [user message, user text, [assistant texts]]
-
-        def flush() -> None:
-            if not turn:
-                return
-            message, user_text, replies = turn
-            content = turn_content(user_text, "\n\n".join(replies))
-            if content:
-                items.append(
-                    ImportedItem(
-                        key=f"{conv_id}/{message.get('id')}",
-                        content=content,
-                        kind="episodic",
-                        event_time=epoch_time(message.get("create_time")) or started,
-                        session=conv_id,
-                        roles=("user", "assistant") if replies else ("user",),
-                        metadata={SOURCE_KEY: {"source": SOURCE, "conversation_id": conv_id, "title": title}},
-                    )
-                )
-            turn.clear()
-
         for message in _path(conversation, number):
             role = ((message.get("author") or {}).get("role")) if isinstance(message.get("author"), dict) else None
             hidden = (message.get("metadata") or {}).get("is_visually_hidden_from_conversation")
@@ -92,9 +74,30 @@ def parse(path: Path) -> list[ImportedItem]:
             if hidden or not text:
                 continue
             if role == "user":
-                flush()
-                turn.extend([message, text, []])
+                _flush(items, turn, conv_id, started, origin)
+                turn = [message, text, []]
             elif role == "assistant" and turn:
                 turn[2].append(text)
-        flush()
+        _flush(items, turn, conv_id, started, origin)
     return items
+
+
+def _flush(
+    items: list[ImportedItem], turn: list[Any], conv_id: str, started: datetime | None, origin: dict[str, Any]
+) -> None:
+    if not turn:
+        return
+    message, user_text, replies = turn
+    content = turn_content(user_text, "\n\n".join(replies))
+    if content:
+        items.append(
+            ImportedItem(
+                key=f"{conv_id}/{message.get('id')}",
+                content=content,
+                kind="episodic",
+                event_time=epoch_time(message.get("create_time")) or started,
+                session=conv_id,
+                roles=("user", "assistant") if replies else ("user",),
+                metadata={SOURCE_KEY: dict(origin)},
+            )
+        )
