@@ -13,6 +13,7 @@ BENCHMARKS = {
     "latency": ("bench.latency", "added latency of the proxy vs calling the upstream directly"),
     "ttft": ("bench.ttft", "time to first token with vs without activation memory (llama.cpp KV caches)"),
     "locomo": ("bench.locomo", "evidence recall of memory search on LoCoMo, with BM25 and dense baselines"),
+    "portable": ("bench.portable", "export/import throughput and peak RSS of a large owner (.memcube archives)"),
 }
 
 

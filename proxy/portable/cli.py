@@ -130,14 +130,14 @@ async def _import(args: argparse.Namespace) -> dict[str, Any]:
 
     path = Path(args.file)
     fmt = detect(path) if args.format == "auto" else args.format
+    if fmt != ARCHIVE and not args.as_user:
+        raise ArchiveError(f"importing a {fmt} file needs --as-user")
     async with _engine(args) as (engine, _):
         if fmt == ARCHIVE:
             with ArchiveReader(path) as reader, _bar(reader.count, "import") as bar:
                 report = await import_archive(engine, reader, user=args.as_user, on_conflict=args.on_conflict,
                                               progress=bar.update)
         else:
-            if not args.as_user:
-                raise ArchiveError(f"importing a {fmt} file needs --as-user")
             items = parse(path, fmt)
             with _bar(len(items), f"import {fmt}") as bar:
                 report = await import_items(engine, args.as_user, fmt, items, progress=bar.update)
