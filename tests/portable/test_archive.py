@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tests.portable.portable_helpers import EmbedCounter, rewrite
 
 from memory.archive import MEMORIES, ArchiveError, ArchiveReader, export_to_file, import_archive
 from memory.cube import Owner, owner_key
 from memory.engine import MemoryEngine, MemoryPatch, NewMemory
 from memory.fingerprint import embedder_id
+from tests.portable.portable_helpers import EmbedCounter, rewrite
 
 
 async def seed(engine: MemoryEngine, user: str = "alice") -> None:

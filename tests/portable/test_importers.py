@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.portable.portable_helpers import SAMPLES
 
 from memory.archive import ArchiveError
 from memory.importers import detect, import_items, parse
+from tests.portable.portable_helpers import SAMPLES
 
 EXPECTED = {  # sample -> (format, memories)
     "conversations.json": ("chatgpt", 3),

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tests.portable.portable_helpers import EXAMPLE_PACK, rewrite
 
 from memory import packs
 from memory.archive import MEMORIES, ArchiveError, export_to_file
@@ -17,6 +16,7 @@ from memory.cube import Owner
 from memory.engine import NewMemory
 from memory.errors import InvalidMemory
 from memory.packs import PackError, PackRegistry, build_pack
+from tests.portable.portable_helpers import EXAMPLE_PACK, rewrite
 
 QUERY = "how do I cut needless words from my essay?"
 OWNER = "pack:elements-of-style@1918.1"

@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 import httpx
-from tests.portable.portable_helpers import SAMPLES
 
 from testing.processes import memproxy_exe
+from tests.portable.portable_helpers import SAMPLES
 
 
 def test_http_export_import_round_trip(make_proxy):
