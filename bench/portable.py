@@ -47,8 +47,8 @@ async def _seed(data_dir: Path, count: int) -> None:
     rng = np.random.default_rng(7)
     key = owner_key(USER)
     try:
-        for start in range(0, count, 5000):
-            n = min(5000, count - start)
+        for start in range(0, count, 1000):
+            n = min(1000, count - start)
             cubes = [
                 MemCube(id=f"mem_{key}_{start + i:012x}{0:06x}{i % 4096:06x}", owner=Owner(USER, session=f"s{(start + i) // 50}"),
                         content=f"Memory {start + i}: on day {(start + i) % 365} I talked about topic {(start + i) % 997}.",
