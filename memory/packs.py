@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memory.archive import ArchiveError, ArchiveReader, ArchiveWriter, ImportReport, import_archive
-from memory.cube import isoformat, utcnow
+from memory.cube import tenant_of, isoformat, utcnow
 from memory.encoding import encode
 from memory.fingerprint import embedder_id
 from memory.importers.base import ImportedItem, build_cubes
@@ -213,8 +213,11 @@ class PackRegistry:
         self._stamp, self._data = None, {}
 
     def owners_for(self, user: str, tenant: str | None = None) -> list[str]:
+        """Packs installed globally, for ``user``, or for their tenant (by default the
+        tenant their stored name carries, ``acme/alice`` -> ``acme``)."""
         if is_pack_owner(user):
             return []
+        tenant = tenant if tenant is not None else tenant_of(user)
         wanted = {GLOBAL, f"user:{user}"} | ({f"tenant:{tenant}"} if tenant else set())
         return [entry["owner"] for _, entry in sorted(self.installed().items()) if wanted & set(entry["scopes"])]
 

@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from memory.cube import tenant_owner
+
 KEY_PREFIX = "mp-"
 KEYS_FILE = "keys.sqlite3"
 
@@ -118,11 +120,6 @@ def digest(token: str) -> str:
 
 def new_token() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def tenant_owner(tenant: str, user: str) -> str:
-    """The stored owner name of ``user`` in ``tenant``'s namespace."""
-    return f"{tenant}/{user}"
 
 
 class KeyStore:

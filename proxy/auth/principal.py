@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from proxy.auth.keys import SCOPE_ADMIN, SCOPES, ApiKey, tenant_owner
+from memory.cube import tenant_owner
+from proxy.auth.keys import SCOPE_ADMIN, SCOPES, ApiKey
 from proxy.errors import Forbidden, InvalidRequest, Unauthorized
 
 

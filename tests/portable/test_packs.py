@@ -131,3 +131,18 @@ def test_tampered_or_untrusted_packs_are_refused(open_engine, tmp_path: Path):
         assert entry["signed_by"] and pack_hits(await engine.search("zoe", QUERY))
 
     open_engine.run(scenario())
+
+
+def test_a_tenant_install_reaches_that_tenants_owners_only(open_engine, tmp_path: Path):
+    async def scenario() -> None:
+        engine = await open_engine()
+        registry = PackRegistry(tmp_path / "packs")
+        engine.packs = registry
+        built = tmp_path / "style.memcube"
+        await build_pack(engine, EXAMPLE_PACK, built)
+        await packs.install(engine, registry, built, target="tenant:acme")
+        assert pack_hits(await engine.search("acme/alice", QUERY)), "a service key's end user in acme"
+        assert pack_hits(await engine.search("beta/alice", QUERY)) == []
+        assert pack_hits(await engine.search("alice", QUERY)) == []
+
+    open_engine.run(scenario())
