@@ -23,7 +23,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
     && mkdir /data && chown memproxy /data
 COPY --from=build /install /usr/local
 USER memproxy
+# Listening on all interfaces needs an explicit auth.mode: keys here (create one with
+# `docker exec <container> memproxy keys create --kind admin --name root`); set
+# MEMPROXY_AUTH__MODE=none to run open behind a gateway that authenticates.
 ENV MEMPROXY_HOST=0.0.0.0 \
+    MEMPROXY_AUTH__MODE=keys \
     MEMPROXY_PORT=8000 \
     MEMPROXY_DATA_DIR=/data \
     HF_HUB_OFFLINE=1 \

@@ -40,6 +40,9 @@ class CallContext:
     request_id: str
     # The client's bearer token, forwarded when no upstream key is configured.
     client_api_key: str | None = None
+    # A credential the proxy chose for this call (a memproxy API key's own
+    # upstream key); it wins over ``upstream.api_key`` and the client's.
+    upstream_api_key: str | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
     # The stable [system + core memory] prefix of this request, for upstreams
     # that can reuse its KV state; they report ``hit`` / ``miss`` in it.

@@ -177,7 +177,7 @@ class LiteLLMUpstream:
         headers = {**ctx.extra_headers, "X-Request-Id": ctx.request_id}
         kwargs.update(
             api_base=self.settings.base_url,
-            api_key=self.settings.api_key or ctx.client_api_key,
+            api_key=ctx.upstream_api_key or self.settings.api_key or ctx.client_api_key,
             timeout=httpx.Timeout(self.settings.timeout_s, connect=self.settings.connect_timeout_s),
             extra_headers=headers,
             drop_params=False,

@@ -90,7 +90,7 @@ class OllamaUpstream:
                         content = await response.aread()
                 finally:
                     await response.aclose()
-                raise ollama_error(response.status_code, content, response.headers)
+                raise parse_error(response.status_code, content, response.headers)
         return _lines(response, deadline)
 
     async def open_raw(self, method: str, path: str, content: bytes, content_type: str | None) -> httpx.Response:
@@ -112,11 +112,11 @@ class OllamaUpstream:
                     method, f"{self.base_url}{path}", json=body, headers=_headers(ctx)
                 )
         if response.status_code >= 400:
-            raise ollama_error(response.status_code, response.content, response.headers)
+            raise parse_error(response.status_code, response.content, response.headers)
         return json_object(response.content, PEER)
 
 
-def ollama_error(status: int, content: bytes, headers: Any = None) -> UpstreamError:
+def parse_error(status: int, content: bytes, headers: Any = None) -> UpstreamError:
     """Ollama's ``{"error": "..."}`` (or any body) as an UpstreamError, status kept."""
     try:
         error = json.loads(content).get("error")

@@ -108,7 +108,7 @@ class OpenAIUpstream:
         return response
 
     def _headers(self, ctx: CallContext | None) -> dict[str, str]:
-        key = self.settings.api_key or (ctx.client_api_key if ctx else None)
+        key = (ctx.upstream_api_key if ctx else None) or self.settings.api_key or (ctx.client_api_key if ctx else None)
         headers = dict(ctx.extra_headers) if ctx else {}
         if key:
             headers["Authorization"] = f"Bearer {key}"

@@ -14,6 +14,7 @@ BENCHMARKS = {
     "ttft": ("bench.ttft", "time to first token with vs without activation memory (llama.cpp KV caches)"),
     "big-body": ("bench.big_body", "event-loop stall, time and memory of one huge chat turn; redaction cost"),
     "locomo": ("bench.locomo", "evidence recall of memory search on LoCoMo, with BM25 and dense baselines"),
+    "portable": ("bench.portable", "export/import throughput and peak RSS of a large owner (.memcube archives)"),
 }
 
 

@@ -318,5 +318,44 @@ class ChromaStore:
     async def ping(self) -> None:
         await self._call(self._ping_sync, timeout_s=PING_TIMEOUT_S)
 
+    # -- portable memory (memory/archive.py): exact records in, records + vectors out --
+
+    async def upsert(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
+        """Store ``cubes`` as given, replacing any stored memory with the same id."""
+        if cubes:
+            await self._call(self._upsert_sync, list(cubes), np.asarray(embeddings, dtype=np.float32))
+
+    async def fetch(
+        self, user: str, ids: Sequence[str], *, vectors: bool = False
+    ) -> dict[str, tuple[MemCube, np.ndarray | None]]:
+        """The stored memories of ``user`` among ``ids`` (any state), with their vectors if asked."""
+        return await self._call(self._fetch_sync, user, list(ids), vectors)
+
+    def _upsert_sync(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
+        by_key: dict[str, list[int]] = {}
+        for index, cube in enumerate(cubes):
+            by_key.setdefault(cube.owner.key, []).append(index)
+        for key, indexes in by_key.items():
+            collection = self._collection(key, create=True)
+            assert collection is not None  # created on demand
+            for start in range(0, len(indexes), WRITE_BATCH):
+                chunk = indexes[start : start + WRITE_BATCH]
+                collection.upsert(
+                    ids=[cubes[i].id for i in chunk],
+                    embeddings=embeddings[chunk],
+                    documents=[cubes[i].content for i in chunk],
+                    metadatas=[to_metadata(cubes[i]) for i in chunk],
+                )
+
+    def _fetch_sync(self, user: str, ids: Sequence[str], vectors: bool) -> dict[str, tuple[MemCube, np.ndarray | None]]:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None or not ids:
+            return {}
+        include = ["documents", "metadatas", "embeddings"] if vectors else ["documents", "metadatas"]
+        result = collection.get(ids=list(ids), include=include)
+        rows = _rows(result)
+        found = np.asarray(result["embeddings"], dtype=np.float32) if vectors else None
+        return {cube.id: (cube, found[n] if found is not None else None) for n, cube in enumerate(rows)}
+
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

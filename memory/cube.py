@@ -66,6 +66,20 @@ class Owner:
         return owner_key(self.user)
 
 
+TENANT_SEPARATOR = "/"
+
+
+def tenant_owner(tenant: str, user: str) -> str:
+    """The stored owner name of ``user`` in ``tenant``'s namespace (service keys' end users)."""
+    return f"{tenant}{TENANT_SEPARATOR}{user}"
+
+
+def tenant_of(owner: str) -> str | None:
+    """The tenant a stored owner name belongs to (``acme/alice`` -> ``acme``), None for a bare name."""
+    head, separator, _ = owner.partition(TENANT_SEPARATOR)
+    return head if separator and head else None
+
+
 def owner_key(user: str) -> str:
     return hashlib.sha256(user.encode("utf-8")).hexdigest()[:16]
 

@@ -24,6 +24,8 @@ from memory.errors import InvalidMemory, MemoryNotFound
 from memory.extractor import FactExtractor
 from memory.lexcache import LexicalCache
 from memory.limits import check_batch, check_content, check_metadata, clip_content
+from memory.pack_owner import is_pack_owner
+from memory.packrecall import PackSource, with_pack_hits
 from memory.recall import (
     DATES_KEY,
     RecallResult,
@@ -191,6 +193,7 @@ class MemoryEngine:
             self._write_turns, maxsize=settings.write_queue_size, linger_s=settings.write_linger_ms / 1000
         )
         self._core: dict[str, CoreSet] = {}  # user -> cached core set (dropped on any change)
+        self.packs: PackSource | None = None  # installed memory packs (memory/packs.py), searched with the user's
         self.recalls = RecallLog(settings.scheduler.window_requests)
         self.scheduler = MemScheduler(self, settings.scheduler)
         # optional LLM fact extraction after each stored turn; None (no LLM call ever) by default
@@ -222,6 +225,8 @@ class MemoryEngine:
         return cube.evolve(tokens=self.counter.count(render_item(cube)))
 
     def _build(self, owner: Owner, item: NewMemory, provenance: Provenance) -> MemCube:
+        if is_pack_owner(owner.user):
+            raise InvalidMemory("Memory packs are read-only; install a new version instead.", param="user")
         member = Owner(user=owner.user, session=item.session or owner.session, agent=owner.agent)
         if item.source_ids:
             provenance = Provenance(
@@ -296,6 +301,8 @@ class MemoryEngine:
         if record:  # the scheduler's evidence (internal searches, e.g. the extractor's, are not)
             self.recalls.note(user, [c.id for c, _ in ranked[:max_items]])
         ranked = [(c, s) for c, s in ranked if c.tier != Tier.CORE.value]  # core is injected anyway
+        if self.packs is not None:  # installed packs compete for the same budget (memory/packrecall.py)
+            ranked = await with_pack_hits(self, self.packs, user, query, ranked, budget, max_items, now)
         return pack(ranked, budget, max_items, self.counter.count)
 
     async def core(self, user: str) -> CoreSet:
@@ -344,6 +351,31 @@ class MemoryEngine:
         if cube is None:
             raise MemoryNotFound(memory_id)
         return cube
+
+    # -- portable memory (memory/archive.py, memory/importers/, memory/packs.py) ----
+
+    async def fetch(self, user: str, ids: Sequence[str], *, vectors: bool = False) -> dict[str, tuple[MemCube, Any]]:
+        """Stored memories of ``user`` among ``ids`` (any state), with their vectors when asked."""
+        return await self.store.fetch(user, ids, vectors=vectors)  # type: ignore[attr-defined]
+
+    async def put(self, cubes: Sequence[MemCube], embeddings: Any = None) -> int:
+        """Store ``cubes`` exactly as given (new or replacing the same ids), with
+        ``embeddings`` when they are known, else embedded here; returns how many
+        were embedded. The batch path of imports and pack installs."""
+        if not cubes:
+            return 0
+        embedded = 0
+        if embeddings is None:
+            embeddings = await encode(self.embedder.embed, [c.content for c in cubes])
+            embedded = len(cubes)
+        await self.store.upsert(cubes, embeddings)  # type: ignore[attr-defined]
+        for user in {c.owner.user for c in cubes}:
+            self.invalidate_core(user)
+        for cube in cubes:
+            if cube.state != State.ACTIVE.value:
+                self._lexical.remove(cube.owner.user, cube.id)
+        self._lexical.upsert(cubes, embeddings)
+        return embedded
 
     # -- changing ---------------------------------------------------------------
 

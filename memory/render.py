@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 from memory.cube import MemCube
+from memory.pack_owner import pack_label
 
 BLOCK_OPEN = "<memproxy:memories>"
 BLOCK_CLOSE = "</memproxy:memories>"
@@ -40,8 +41,12 @@ def neutralise(text: str) -> str:
 
 
 def render_item(cube: MemCube) -> str:
-    """One line per memory: ``[YYYY-MM-DD] content`` (date only when known)."""
+    """One line per memory: ``[YYYY-MM-DD] content`` (date only when known);
+    a memory from an installed pack is prefixed ``[pack: name@version]``."""
     content = cube.content.strip()
+    label = pack_label(cube.owner.user)
+    if label is not None:
+        content = f"[pack: {label}] {content}"
     if cube.event_time is None:
         return content
     return f"[{cube.event_time.date().isoformat()}] {content}"

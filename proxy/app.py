@@ -19,8 +19,13 @@ from adapters.base import Upstream
 from adapters.registry import UpstreamRegistry
 from memory.embedder import Embedder
 from memory.engine import MemoryEngine
+from memory.packs import PackRegistry
 from memory.tokens import TokenCounter
 from proxy import health
+from proxy.auth import router as admin
+from proxy.auth.keys import KeyStore
+from proxy.auth.middleware import Authenticator, AuthMiddleware
+from proxy.auth.resolver import KeyIdentityResolver
 from proxy.config import Settings
 from proxy.errors import install_handlers
 from proxy.identity import HeaderIdentityResolver, IdentityResolver
@@ -37,6 +42,7 @@ from proxy.openai.models import router as models
 from proxy.openai.responses import router as responses
 from proxy.openai.responses.serving import ResponsesServing
 from proxy.pipeline import MemoryPipeline
+from proxy.portable import router as portable
 from proxy.services import Services
 
 log = logging.getLogger("memproxy")
@@ -71,10 +77,12 @@ def create_app(
 
     app = FastAPI(title="memproxy", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     install_handlers(app)
-    for module in (chat, responses, embeddings, models, memories, health, ollama):
+    # portable before memories: /v1/memories/export is not a memory id
+    for module in (chat, responses, embeddings, models, portable, memories, admin, health, ollama):
         app.include_router(module.router)
-    app.add_middleware(LimitsMiddleware, settings=settings.limits)
-    app.add_middleware(RequestIdMiddleware)  # outermost: every answer, limits' included, carries the id
+    app.add_middleware(LimitsMiddleware, settings=settings.limits)  # inside auth: an unauthenticated body is never read
+    app.add_middleware(AuthMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: refusals carry a request id too
     return app
 
 
@@ -86,6 +94,7 @@ async def build_services(
     identity: IdentityResolver | None,
     embedder: Embedder | None = None,
 ) -> Services:
+    auth = _authenticator(settings)  # first: a refused configuration starts nothing
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
     if upstream is None:
@@ -94,6 +103,8 @@ async def build_services(
         upstream = registry.create(settings.resolved_provider(), settings.upstream, data_dir)
     if engine is None:
         engine = await MemoryEngine.open(settings.memory, data_dir, embedder=embedder)
+    if engine.packs is None:  # installed memory packs are recalled with each user's memories
+        engine.packs = PackRegistry(data_dir / "packs")
     counter = TokenCounter()
     await _warm_memory(engine, counter)
     await _warm_upstream(upstream)
@@ -105,13 +116,31 @@ async def build_services(
         settings=settings,
         engine=engine,
         upstream=upstream,
-        identity=identity or HeaderIdentityResolver(settings.memory.default_mode),
+        identity=identity or _identity(auth, settings.memory.default_mode),
         pipeline=pipeline,
         chat=ChatServing(upstream, pipeline, model_override=override),
         responses=ResponsesServing(upstream, pipeline, settings.upstream.responses, model_override=override),
         embeddings=EmbeddingsServing(upstream),
         ollama=OllamaServing(ollama_upstream.from_settings(settings.ollama), pipeline),
+        auth=auth,
     )
+
+
+def _authenticator(settings: Settings) -> Authenticator:
+    """``auth.mode`` resolved; raises ValueError where ``auto`` refuses the host."""
+    mode = settings.resolved_auth_mode()
+    if mode == "none":
+        if settings.auth.mode == "none":
+            log.warning("auth.mode is none: anyone who reaches %s:%d can use every memory", settings.host, settings.port)
+        return Authenticator("none")
+    store = KeyStore(settings.auth.keys_path(settings.data_path))
+    if store.count_active() == 0:
+        log.warning("auth.mode is keys but no key exists: create one with `memproxy keys create --kind admin`")
+    return Authenticator("keys", store)
+
+
+def _identity(auth: Authenticator, default_mode: str) -> IdentityResolver:
+    return KeyIdentityResolver(default_mode) if auth.keys else HeaderIdentityResolver(default_mode)
 
 
 async def _warm_memory(engine: MemoryEngine, counter: TokenCounter) -> None:
@@ -147,3 +176,5 @@ async def _close(svc: Services, *, owns_engine: bool, owns_upstream: bool) -> No
         await svc.engine.flush()
     if owns_upstream:
         await svc.upstream.aclose()
+    if svc.auth.store is not None:
+        svc.auth.store.close()

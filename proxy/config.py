@@ -3,7 +3,8 @@
 This module only assembles the sections; each is owned by the code that reads
 it: ``memory:`` by :mod:`memory.settings`, ``upstream:`` by
 :mod:`adapters.settings` (each backend declares its own ``upstream.<name>``
-section), ``ollama:`` by :mod:`adapters.ollama_upstream`, ``limits:`` by :mod:`proxy.limits`.
+section), ``ollama:`` by :mod:`adapters.ollama_upstream`, ``auth:`` by
+:mod:`proxy.auth.settings`, ``limits:`` by :mod:`proxy.limits`.
 
 Nested keys use ``__`` in the environment, e.g.
 ``MEMPROXY_MEMORY__TOKEN_BUDGET=2048`` or ``MEMPROXY_UPSTREAM__BASE_URL=...``.
@@ -27,6 +28,7 @@ from pydantic_settings import (
 from adapters.ollama_upstream import OllamaSettings
 from adapters.settings import UpstreamSettings
 from memory.settings import MemorySettings
+from proxy.auth.settings import AuthSettings
 from proxy.limits import LimitsSettings
 
 
@@ -44,6 +46,7 @@ class Settings(BaseSettings):
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @classmethod
@@ -63,6 +66,10 @@ class Settings(BaseSettings):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser()
+
+    def resolved_auth_mode(self) -> str:
+        """``none`` or ``keys``; raises ValueError where ``auth.mode: auto`` refuses this host."""
+        return self.auth.resolved_mode(self.host)
 
     def resolved_provider(self) -> str:
         up = self.upstream

@@ -4,7 +4,8 @@ Every error body is ``{"error": {"message", "type", "param", "code"}}``.
 
     ProxyError                     base; carries status/type/param/code
     ├── InvalidRequest       400   malformed JSON, failed validation
-    ├── Unauthorized         401   (API-key auth; reserved)
+    ├── Unauthorized         401   no, unknown or revoked API key; no owner named
+    ├── Forbidden            403   the key lacks the scope, or names another owner
     ├── NotFound             404   unknown route or resource
     └── MethodNotAllowed     405
 
@@ -46,6 +47,11 @@ class InvalidRequest(ProxyError):
 
 class Unauthorized(ProxyError):
     status = 401
+    type = "invalid_request_error"
+
+
+class Forbidden(ProxyError):
+    status = 403
     type = "invalid_request_error"
 
 

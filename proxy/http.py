@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from adapters.base import CallContext
+from proxy.auth.principal import principal_of
 from proxy.errors import InvalidRequest
 from proxy.identity import Identity
 from proxy.limits import LimitsSettings, UnsafeJson, has_parsed_body, parse_json_async, parsed_body
@@ -51,7 +52,7 @@ async def read_memory_call(request: Request, schema: type[BaseModel]) -> MemoryC
         await asyncio.to_thread(validate, schema, body)
     else:
         validate(schema, body)
-    identity = svc.identity.resolve(request.headers, body)
+    identity = svc.identity.resolve(request.headers, body, principal_of(request))
     return MemoryCall(body, svc, identity, call_context(request))
 
 
@@ -108,8 +109,17 @@ def validate(model: type[Model], body: dict[str, Any]) -> Model:
 
 
 def call_context(request: Request) -> CallContext:
-    """The upstream call's context: the request id and the client's own API key."""
-    return CallContext(request.state.request_id, client_api_key=bearer_token(request))
+    """The upstream call's context: the request id and the upstream credential.
+
+    Without auth the client's bearer token is forwarded (when no
+    ``upstream.api_key`` is configured), as before. With keys on, the bearer
+    is a memproxy key and is never forwarded: the call uses the key's own
+    upstream credential, else ``upstream.api_key``.
+    """
+    principal = principal_of(request)
+    if principal.open:
+        return CallContext(request.state.request_id, client_api_key=bearer_token(request))
+    return CallContext(request.state.request_id, upstream_api_key=principal.upstream_api_key)
 
 
 def bearer_token(request: Request) -> str | None:

@@ -5,7 +5,9 @@ it: headers too large -> 431, a body over ``limits.max_body_bytes`` -> 413
 (refused from ``Content-Length`` before it is read, or as soon as the bytes
 read pass the cap), and a JSON body that is not safe to handle -> 400:
 invalid UTF-8, ``NaN``/``Infinity``, lone surrogates, nesting deeper than
-``limits.max_json_depth``. Bodies above ``limits.offload_bytes`` are parsed on
+``limits.max_json_depth``. Streamed uploads (:data:`STREAMED_PREFIXES`: memory
+archive import, Ollama model management) pass through untouched. Bodies above
+``limits.offload_bytes`` are parsed on
 a worker thread, so a big body never stalls the event loop. The parsed body
 is kept in the request's state (:func:`parsed_body`) for the routes that read
 the body themselves; FastAPI-typed routes parse the same, now known-safe bytes.
@@ -40,8 +42,13 @@ class LimitsSettings(BaseModel):
     offload_bytes: int = Field(default=64 * KIB, ge=0)  # bodies larger than this are parsed and validated off the event loop
 
 
-# Paths whose bodies are relayed byte for byte (Ollama model management): size-capped, never parsed.
-_RAW_PREFIXES = ("/api/pull", "/api/push", "/api/create", "/api/delete", "/api/copy", "/api/blobs")
+# Streamed uploads, passed through as they come: never buffered nor parsed here
+# (a memory archive is spooled to disk by its route; Ollama model management,
+# blobs of gigabytes included, is relayed byte for byte).
+STREAMED_PREFIXES = (
+    "/v1/memories/import",
+    "/api/pull", "/api/push", "/api/create", "/api/delete", "/api/copy", "/api/blobs",
+)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SURROGATE = re.compile("[\ud800-\udfff]")
 STATE_KEY = "json_body"
@@ -136,7 +143,7 @@ class LimitsMiddleware:
                 "headers_too_large",
             )
             return
-        if scope.get("method") not in _BODY_METHODS:
+        if scope.get("method") not in _BODY_METHODS or path.startswith(STREAMED_PREFIXES):
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
@@ -158,7 +165,7 @@ class LimitsMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         raw = b"".join(chunks)
-        if raw and not path.startswith(_RAW_PREFIXES):
+        if raw:
             try:
                 body = await parse_json_async(raw, limits)
             except UnsafeJson as exc:

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from adapters.base import Upstream
 from memory.engine import MemoryEngine
+from proxy.auth.middleware import Authenticator
 from proxy.config import Settings
 from proxy.identity import IdentityResolver
 from proxy.ollama.serving import OllamaServing
@@ -28,6 +29,7 @@ class Services:
     responses: ResponsesServing
     embeddings: EmbeddingsServing
     ollama: OllamaServing
+    auth: Authenticator
 
 
 def services(request: Request) -> Services:

@@ -99,21 +99,27 @@ def proxy(make_proxy: ProxyFactory) -> ServerThread:
     return make_proxy()
 
 
-def list_memories(base_url: str, user: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{base_url}/v1/memories", params={"user": user, "limit": 1000}, timeout=30)
+def list_memories(base_url: str, user: str, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    response = httpx.get(f"{base_url}/v1/memories", params={"user": user, "limit": 1000}, headers=headers, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["data"]
 
 
 def wait_for_memories(
-    base_url: str, user: str, count: int, timeout: float = MEMORIES_TIMEOUT_S
+    base_url: str,
+    user: str,
+    count: int,
+    timeout: float = MEMORIES_TIMEOUT_S,
+    headers: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Poll the management API until ``user`` holds at least ``count`` memories.
 
     Writes happen in the background after a reply, so tests wait for them;
     a wait that runs out is a failure, reported with what was stored.
     """
-    return _poll_memories(base_url, user, lambda data: len(data) >= count, f"at least {count} memories", timeout)
+    return _poll_memories(
+        base_url, user, lambda data: len(data) >= count, f"at least {count} memories", timeout, headers
+    )
 
 
 def memories_before_barrier(base_url: str, user: str) -> list[dict[str, Any]]:
@@ -139,11 +145,16 @@ def memories_before_barrier(base_url: str, user: str) -> list[dict[str, Any]]:
 
 
 def _poll_memories(
-    base_url: str, user: str, done: Callable[[list[dict[str, Any]]], bool], expected: str, timeout: float
+    base_url: str,
+    user: str,
+    done: Callable[[list[dict[str, Any]]], bool],
+    expected: str,
+    timeout: float,
+    headers: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
-        data = list_memories(base_url, user)
+        data = list_memories(base_url, user, headers)
         if done(data):
             return data
         if time.monotonic() > deadline:

@@ -30,7 +30,7 @@ class MemoryIn(BaseModel):
 class AddMemoriesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user: str = Field(min_length=1, max_length=256)
+    user: str | None = Field(default=None, min_length=1, max_length=256)  # required without keys; a user key may omit it
     session: str | None = None
     memories: list[MemoryIn] = Field(min_length=1, max_length=10_000)
 
@@ -38,7 +38,7 @@ class AddMemoriesRequest(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user: str = Field(min_length=1, max_length=256)
+    user: str | None = Field(default=None, min_length=1, max_length=256)  # required without keys; a user key may omit it
     query: str = Field(min_length=1)
     token_budget: int | None = Field(default=None, ge=1, le=1_000_000)
     limit: int | None = Field(default=None, ge=1, le=1_000)

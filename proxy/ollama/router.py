@@ -116,7 +116,8 @@ async def embeddings(request: Request) -> dict[str, Any]:
 MANAGEMENT = ("pull", "push", "create", "delete", "copy", "blobs")
 
 
-@router.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])
+# one route for every method: kept out of the OpenAPI schema (FastAPI would give each method the same operation id)
+@router.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"], include_in_schema=False)
 async def passthrough(request: Request, rest: str) -> Response:
     if rest.split("/", 1)[0] not in MANAGEMENT:
         return ollama_error(404, f"{request.method} {request.url.path} is not served by memproxy")
