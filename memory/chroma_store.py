@@ -271,6 +271,11 @@ class ChromaStore:
     def _ping_sync(self) -> None:
         self._client_sync().heartbeat()
 
+    def _size_sync(self) -> tuple[int, int]:
+        client = self._client_sync()
+        collections = client.list_collections()
+        return len(collections), sum(int(c.count()) for c in collections)
+
     # -- async API ------------------------------------------------------------
 
     async def add(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
@@ -314,6 +319,10 @@ class ChromaStore:
 
     async def all_active(self, user: str) -> list[MemCube]:
         return await self._call(self._all_active_sync, user)
+
+    async def size(self) -> tuple[int, int]:
+        """(owners, memories of any state) held by the store: one count per owner collection."""
+        return await self._call(self._size_sync)
 
     async def ping(self) -> None:
         await self._call(self._ping_sync, timeout_s=PING_TIMEOUT_S)

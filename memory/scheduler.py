@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -94,6 +94,7 @@ class MemScheduler:
         self.settings = settings
         self.clock = clock
         self._decisions: dict[str, deque[Decision]] = {}
+        self.actions: Counter[str] = Counter()  # decisions made since start, by action (metrics)
         self._task: asyncio.Task[None] | None = None
 
     # -------------------------------------------------------------- lifecycle
@@ -198,6 +199,7 @@ class MemScheduler:
 
     def _decide(self, action: str, cube: MemCube, reason: str) -> Decision:
         decision = Decision(action, cube.id, cube.owner.user, reason, isoformat(utcnow()) or "")
+        self.actions[action] += 1
         log.info("scheduler %s %s (%s): %s", action, cube.id, cube.owner.user, reason)
         self._decisions.setdefault(cube.owner.user, deque(maxlen=DECISIONS_KEPT)).append(decision)
         return decision

@@ -26,6 +26,11 @@ class QueueWorker(Generic[Item]):
         self._closed = False
         self.dropped = 0
 
+    @property
+    def depth(self) -> int:
+        """Items queued and not yet handled."""
+        return self._queue.qsize()
+
     def offer(self, item: Item) -> bool:
         """Queue ``item``; False (and a warning) when it had to be dropped."""
         if self._closed:

@@ -32,6 +32,8 @@ from proxy.identity import HeaderIdentityResolver, IdentityResolver
 from proxy.limits import LimitsMiddleware
 from proxy.memories import router as memories
 from proxy.middleware import RequestIdMiddleware
+from proxy.observability import router as observability
+from proxy.observability.metrics import Metrics, MetricsMiddleware
 from proxy.ollama import router as ollama
 from proxy.ollama.serving import OllamaServing
 from proxy.openai.chat import router as chat
@@ -78,11 +80,12 @@ def create_app(
     app = FastAPI(title="memproxy", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     install_handlers(app)
     # portable before memories: /v1/memories/export is not a memory id
-    for module in (chat, responses, embeddings, models, portable, memories, admin, health, ollama):
+    for module in (chat, responses, embeddings, models, portable, memories, admin, health, observability, ollama):
         app.include_router(module.router)
     app.add_middleware(LimitsMiddleware, settings=settings.limits)  # inside auth: an unauthenticated body is never read
     app.add_middleware(AuthMiddleware)
-    app.add_middleware(RequestIdMiddleware)  # outermost: refusals carry a request id too
+    app.add_middleware(RequestIdMiddleware)  # refusals carry a request id too
+    app.add_middleware(MetricsMiddleware)  # outermost: refusals are counted too
     return app
 
 
@@ -109,7 +112,8 @@ async def build_services(
     await _warm_memory(engine, counter)
     await _warm_upstream(upstream)
     engine.scheduler.start()
-    pipeline = MemoryPipeline(engine, counter, settings.memory)
+    metrics = Metrics(engine, upstream, settings.observability.store_size_interval_s) if settings.observability.metrics else None
+    pipeline = MemoryPipeline(engine, counter, settings.memory, observer=metrics)
     # the openai backend sends upstream.model instead of the client's; others map it themselves
     override = settings.upstream.model if settings.resolved_provider() == "openai" else None
     return Services(
@@ -123,6 +127,7 @@ async def build_services(
         embeddings=EmbeddingsServing(upstream),
         ollama=OllamaServing(ollama_upstream.from_settings(settings.ollama), pipeline),
         auth=auth,
+        metrics=metrics,
     )
 
 

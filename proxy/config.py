@@ -4,7 +4,8 @@ This module only assembles the sections; each is owned by the code that reads
 it: ``memory:`` by :mod:`memory.settings`, ``upstream:`` by
 :mod:`adapters.settings` (each backend declares its own ``upstream.<name>``
 section), ``ollama:`` by :mod:`adapters.ollama_upstream`, ``auth:`` by
-:mod:`proxy.auth.settings`, ``limits:`` by :mod:`proxy.limits`.
+:mod:`proxy.auth.settings`, ``limits:`` by :mod:`proxy.limits`, ``observability:`` by
+:mod:`proxy.observability.settings`.
 
 Nested keys use ``__`` in the environment, e.g.
 ``MEMPROXY_MEMORY__TOKEN_BUDGET=2048`` or ``MEMPROXY_UPSTREAM__BASE_URL=...``.
@@ -30,6 +31,7 @@ from adapters.settings import UpstreamSettings
 from memory.settings import MemorySettings
 from proxy.auth.settings import AuthSettings
 from proxy.limits import LimitsSettings
+from proxy.observability.settings import ObservabilitySettings
 
 
 class Settings(BaseSettings):
@@ -48,6 +50,7 @@ class Settings(BaseSettings):
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @classmethod
     def settings_customise_sources(

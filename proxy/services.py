@@ -11,6 +11,7 @@ from memory.engine import MemoryEngine
 from proxy.auth.middleware import Authenticator
 from proxy.config import Settings
 from proxy.identity import IdentityResolver
+from proxy.observability.metrics import Metrics
 from proxy.ollama.serving import OllamaServing
 from proxy.openai.chat.serving import ChatServing
 from proxy.openai.embeddings.serving import EmbeddingsServing
@@ -30,6 +31,7 @@ class Services:
     embeddings: EmbeddingsServing
     ollama: OllamaServing
     auth: Authenticator
+    metrics: Metrics | None = None  # observability.metrics
 
 
 def services(request: Request) -> Services:

@@ -30,7 +30,7 @@ def required_scope(method: str, path: str) -> str | None:
     """The scope a request needs (None: public). Anything not listed needs ``chat``."""
     if path in PUBLIC_PATHS:
         return None
-    if path == "/v1/admin" or path.startswith("/v1/admin/"):
+    if path == "/v1/admin" or path.startswith("/v1/admin/") or path == "/metrics":
         return SCOPE_ADMIN
     if path.startswith("/api/") and path.removeprefix("/api/").split("/", 1)[0] in OLLAMA_MANAGEMENT:
         return SCOPE_ADMIN

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,11 +82,34 @@ class StreamTranslator(Protocol):
     def finish(self) -> Iterable[bytes]: ...
 
 
+class PipelineObserver(Protocol):
+    """What the pipeline reports as it runs (metrics: :class:`proxy.observability.metrics.Metrics`)."""
+
+    def recall_done(self, seconds: float, recalled: int, tokens: int) -> None: ...
+
+    def recall_degraded(self, cause: str, seconds: float) -> None: ...
+
+    def upstream_done(self, front: str, stream: bool, seconds: float, ok: bool) -> None: ...
+
+
 class MemoryPipeline:
-    def __init__(self, engine: MemoryEngine, counter: TokenCounter, settings: MemorySettings) -> None:
+    def __init__(
+        self,
+        engine: MemoryEngine,
+        counter: TokenCounter,
+        settings: MemorySettings,
+        *,
+        observer: PipelineObserver | None = None,
+    ) -> None:
         self.engine = engine
         self.counter = counter
         self.settings = settings
+        self.observer = observer
+
+    def upstream_done(self, front: str, stream: bool, started: float, ok: bool) -> None:
+        """Report one upstream call that began at ``started`` (``time.perf_counter()``)."""
+        if self.observer is not None:
+            self.observer.upstream_done(front, stream, time.perf_counter() - started, ok)
 
     @property
     def placement(self) -> str:
@@ -126,15 +150,25 @@ class MemoryPipeline:
         async def recalled() -> RecallResult | None:
             return await self.engine.search(user, query, now=now) if query else None
 
+        started = time.perf_counter()
         try:
             core, result = await asyncio.wait_for(asyncio.gather(self.engine.core(user), recalled()), timeout=deadline)
         except TimeoutError:
             log.warning("recall missed its %.0f ms deadline; forwarding without memories", deadline * 1000)
+            self._degraded("timeout", started)
             return MemoryBlocks.empty("degraded")
         except Exception:  # fail open by design: memory must never fail a request
             log.exception("recall failed; forwarding without memories")
+            self._degraded("error", started)
             return MemoryBlocks.empty("degraded")
-        return self._render(user, core, result)
+        blocks = self._render(user, core, result)
+        if self.observer is not None:
+            self.observer.recall_done(time.perf_counter() - started, blocks.outcome.recalled, blocks.outcome.tokens)
+        return blocks
+
+    def _degraded(self, cause: str, started: float) -> None:
+        if self.observer is not None:
+            self.observer.recall_degraded(cause, time.perf_counter() - started)
 
     def _render(self, user: str, core: CoreSet, result: RecallResult | None) -> MemoryBlocks:
         core_block = render_core_block(core.texts) if core.items else None
@@ -153,12 +187,15 @@ class MemoryPipeline:
         An upstream error mid-stream is sent in the front end's own error
         shape and writes nothing.
         """
+        started = time.perf_counter()
+        ok = False
         for out in translator.start():
             yield out
         try:
             async for item in source:
                 for out in translator.feed(item):
                     yield out
+            ok = True
         except UpstreamError as exc:
             log.warning("upstream failed mid-stream: %s", exc.message)
             for out in translator.fail(exc):
@@ -166,6 +203,7 @@ class MemoryPipeline:
             return
         finally:
             await close_stream(source)
+            self.upstream_done(front_of(translator), True, started, ok)
         for out in translator.finish():
             yield out
         self.remember(exchange, translator.capture)
@@ -197,3 +235,9 @@ def clip_query(query: str) -> str:
         return query
     half = MAX_QUERY_CHARS // 2
     return f"{query[:half]}\n{query[-half:]}"
+
+
+def front_of(translator: StreamTranslator) -> str:
+    """The front end a translator belongs to (``proxy.openai.chat`` -> ``chat``), for metrics."""
+    parts = type(translator).__module__.split(".")
+    return parts[-2] if len(parts) >= 2 else parts[-1]

@@ -9,6 +9,7 @@ the ``chat.completion.chunk`` stream, relayed as it arrives.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -46,7 +47,12 @@ class ChatServing:
         return {**body, "messages": inject_blocks(body["messages"], blocks, self.pipeline.placement)}
 
     async def complete(self, exchange: Exchange) -> dict[str, Any]:
-        completion = normalize_completion(await self.upstream.chat(exchange.body, exchange.context))
+        started, ok = time.perf_counter(), False
+        try:
+            completion = normalize_completion(await self.upstream.chat(exchange.body, exchange.context))
+            ok = True
+        finally:
+            self.pipeline.upstream_done("chat", False, started, ok)
         capture = ReplyCapture()
         capture.add_completion(completion)
         self.pipeline.remember(exchange, capture)

@@ -1,0 +1,1 @@
+"""Seeing memproxy run: Prometheus metrics (``/metrics``) and optional OpenTelemetry traces."""
