@@ -240,7 +240,7 @@ class HFUpstream:
     @property
     def kv_bytes(self) -> int:
         """Bytes of prefix caches held in RAM (0 with the cache off)."""
-        return self.kv.used_bytes() if self.kv is not None else 0
+        return self.kv.used_bytes if self.kv is not None else 0
 
     async def warmup(self) -> None:
         await self._on_worker(self._load)

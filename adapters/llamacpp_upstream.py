@@ -127,7 +127,7 @@ class LlamaCppUpstream:
     @property
     def kv_bytes(self) -> int:
         """Bytes of prefix KV state held in RAM (0 before the model loads or with the cache off)."""
-        return self._kv.used_bytes() if self._kv is not None else 0
+        return self._kv.used_bytes if self._kv is not None else 0
 
     async def warmup(self) -> None:
         """Assemble (if needed) and load the model now instead of on first use."""

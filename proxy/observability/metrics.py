@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.base import Upstream
@@ -157,15 +157,29 @@ def route_of(scope: Scope) -> str:
     if isinstance(template, str):
         return template
     path = scope.get("path", "")
-    # refused before routing (401, 403, 413, ...): find the route it was meant for
-    for route in scope["app"].router.routes:
-        match, _ = route.matches({**scope, "method": scope.get("method", "GET")})
-        if match != Match.NONE and isinstance(getattr(route, "path", None), str):
-            return route.path
+    # refused before routing (401, 403, 413, ...): the route it was meant for
+    meant = _template(scope["app"].router.routes, scope)
+    if meant is not None:
+        return meant
     for mount in MOUNTS:
         if path == mount or path.startswith(mount + "/"):
             return mount
     return "unmatched"
+
+
+def _template(routes: Iterable[BaseRoute], scope: Scope) -> str | None:
+    """The path template of the first of ``routes`` (routers included, unprefixed) matching ``scope``."""
+    for route in routes:
+        nested = getattr(route, "original_router", None)  # FastAPI's included router
+        if nested is not None:
+            found = _template(nested.routes, scope)
+            if found is not None:
+                return found
+            continue
+        path = getattr(route, "path", None)
+        if isinstance(path, str) and route.matches(scope)[0] != Match.NONE:
+            return path
+    return None
 
 
 class MetricsMiddleware:
