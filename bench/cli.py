@@ -13,6 +13,7 @@ BENCHMARKS = {
     "latency": ("bench.latency", "added latency of the proxy vs calling the upstream directly"),
     "ttft": ("bench.ttft", "time to first token with vs without activation memory (llama.cpp KV caches)"),
     "locomo": ("bench.locomo", "evidence recall of memory search on LoCoMo, with BM25 and dense baselines"),
+    "load": ("bench.load", "concurrent chat load, journal depth and RSS, then kill -9: acknowledged turns lost (must be 0)"),
 }
 
 

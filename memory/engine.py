@@ -8,6 +8,7 @@ in step, runs hybrid recall, and owns the background turn writer.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -530,7 +531,7 @@ class MemoryEngine:
         """Why new writes are late (the writer's last error), or None when they are on time."""
         return self.writer.last_error if self.writer.failing else None
 
-    async def _store_entries(self, entries: Sequence[Entry]) -> list[Entry]:
+    async def _store_entries(self, entries: Sequence[Entry]) -> builtins.list[Entry]:
         """Embed and store journaled entries by their fixed ids (a rewrite after a crash
         keeps one copy); skips entries forgotten meanwhile. Returns the entries stored."""
         if not entries:
@@ -563,7 +564,7 @@ class MemoryEngine:
             self._lexical.remove(cube.owner.user, cube.id)
             self.invalidate_core(cube.owner.user)
 
-    async def _write_entries(self, entries: list[Entry]) -> list[Entry]:
+    async def _write_entries(self, entries: builtins.list[Entry]) -> builtins.list[Entry]:
         """The writer's sink."""
         stored = await self._store_entries(entries)
         turns = [e.cube for e in stored if e.source == "turn"]

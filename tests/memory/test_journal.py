@@ -7,12 +7,12 @@ import time
 from typing import Any
 
 import pytest
-from tests.memory.memory_helpers import EngineFactory
 
 from memory.cube import Owner, Provenance
 from memory.engine import IdempotencyConflict, MemoryEngine, NewMemory
 from memory.errors import MemoryNotFound, StoreUnavailable
 from memory.journal import Entry, Journal, journal_path
+from tests.memory.memory_helpers import EngineFactory
 
 ALICE = Owner(user="alice")
 BOB = Owner(user="bob")
