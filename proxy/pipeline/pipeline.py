@@ -164,9 +164,17 @@ class MemoryPipeline:
         """
         for out in translator.start():
             yield out
+        remembered = False
         try:
             async for item in source:
-                for out in translator.feed(item):
+                outs = translator.feed(item)
+                if not remembered and translator.capture.finished:
+                    # a terminal item (Responses' response.completed, Ollama's done line,
+                    # a chunk with finish_reason): journal the turn before it is sent
+                    outs = list(outs)
+                    remembered = True
+                    await self.remember(exchange, translator.capture)
+                for out in outs:
                     yield out
         except UpstreamError as exc:
             log.warning("upstream failed mid-stream: %s", exc.message)
@@ -176,7 +184,8 @@ class MemoryPipeline:
         finally:
             await close_stream(source)
         tail = list(translator.finish())  # marks the capture finished
-        await self.remember(exchange, translator.capture)
+        if not remembered:
+            await self.remember(exchange, translator.capture)
         for out in tail:
             yield out
 
