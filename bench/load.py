@@ -66,6 +66,7 @@ async def _drive(url: str, clients: int, seconds: float, run: str) -> dict[str, 
     acknowledged: list[tuple[str, str]] = []
     errors = 0
     depth: list[tuple[float, int]] = []
+    writer_failing = 0  # /readyz samples with the store writer failing (a cause of degraded)
     started = time.monotonic()
     stop_at = started + seconds
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
@@ -90,10 +91,12 @@ async def _drive(url: str, clients: int, seconds: float, run: str) -> dict[str, 
             n += 1
 
     async def sample(http: httpx.AsyncClient) -> None:
+        nonlocal writer_failing
         while time.monotonic() < stop_at:
             try:
                 body = (await http.get("/readyz")).json()
                 depth.append((round(time.monotonic() - started, 1), int(body["writes"]["journal_depth"])))
+                writer_failing += body["writes"]["status"] != "ok"
             except (httpx.HTTPError, KeyError, ValueError):
                 pass
             await asyncio.sleep(1.0)
@@ -108,6 +111,7 @@ async def _drive(url: str, clients: int, seconds: float, run: str) -> dict[str, 
         "acknowledged": acknowledged,
         "errors": errors,
         "depth": depth,
+        "writer_failing_samples": writer_failing,
     }
 
 
@@ -192,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         "p99_ms": round(percentile(latencies, 99) * 1000, 1) if latencies else None,
         "degraded_share": round(statuses.get("degraded", 0) / acked, 4) if acked else 0.0,
         "statuses": dict(statuses),
+        "writer_failing_samples": result["writer_failing_samples"],
         "journal_depth": {
             "max": max((d for _, d in result["depth"]), default=0),
             "at_kill": depth_at_kill,
@@ -213,7 +218,8 @@ def _print(r: dict[str, Any]) -> None:
     samples = ", ".join(f"{t:.0f}s:{d}" for t, d in depth["samples"][:: max(1, len(depth["samples"]) // 12)])
     print(f"requests       {r['requests']} in {r['seconds']} s ({r['requests_per_s']} req/s), errors {r['errors']}")
     print(f"latency        p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
-    print(f"degraded       {r['degraded_share'] * 100:.2f}% of acknowledged replies {r['statuses']}")
+    print(f"degraded       {r['degraded_share'] * 100:.2f}% of acknowledged replies {r['statuses']}; "
+          f"/readyz samples with the writer failing: {r['writer_failing_samples']}")
     print(f"journal depth  max {depth['max']}, at kill {depth['at_kill']}; over time: {samples}")
     print(f"server RSS     {r['rss_mb']['before']} MiB before, {r['rss_mb']['after']} MiB after")
     print(f"kill -9        replayed in {r['replay_s']} s; acknowledged turns lost {r['lost_after_kill_9']}, "
