@@ -108,6 +108,7 @@ async def build_services(
     counter = TokenCounter()
     await _warm_memory(engine, counter)
     await _warm_upstream(upstream)
+    engine.writer.start()  # replays journaled writes a previous process left, in the background
     engine.scheduler.start()
     pipeline = MemoryPipeline(engine, counter, settings.memory)
     # the openai backend sends upstream.model instead of the client's; others map it themselves

@@ -49,7 +49,7 @@ class ChatServing:
         completion = normalize_completion(await self.upstream.chat(exchange.body, exchange.context))
         capture = ReplyCapture()
         capture.add_completion(completion)
-        self.pipeline.remember(exchange, capture)
+        await self.pipeline.remember(exchange, capture)
         return completion
 
     async def stream(self, exchange: Exchange) -> AsyncIterator[bytes]:
