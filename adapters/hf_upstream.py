@@ -125,6 +125,12 @@ class PrefixCache:
         with self._lock:
             self.stats["invalidations"] += self._versions.observe(owner, core_version, self._ram) or 0
 
+    def forget(self, owner: str) -> int:
+        """Drop every entry of ``owner``; how many."""
+        with self._lock:
+            self._versions.forget(owner)
+            return self._ram.remove_where(lambda e: e.owner == owner)
+
     def get(self, key: str, owner: str, core_version: str) -> PrefixEntry | None:
         with self._lock:
             entry = self._ram.get(key, lambda e: e.owner == owner and e.core_version == core_version)
@@ -262,6 +268,10 @@ class HFUpstream:
 
     async def list_models(self) -> list[dict[str, Any]]:
         return configured_models(self.settings.models or [self.hf.model_alias])
+
+    async def forget(self, owner: str) -> int:
+        """Drop ``owner``'s cached prefixes (RAM only: this backend keeps no files); how many."""
+        return self.kv.forget(owner) if self.kv is not None else 0
 
     async def aclose(self) -> None:
         if not await self._worker.aclose():

@@ -110,6 +110,9 @@ class CoreVersions:
         self._current[owner] = core_version
         return ram.remove_where(lambda e: e.owner == owner and e.core_version != core_version)
 
+    def forget(self, owner: str) -> None:
+        self._current.pop(owner, None)
+
     def is_stale(self, entry: OwnedEntry) -> bool:
         """Whether ``entry``'s owner has moved on to another core version."""
         return self._current.get(entry.owner) not in (None, entry.core_version)
@@ -167,6 +170,15 @@ class KVCache:
     def clear(self) -> None:
         with self._lock:
             self._ram.clear()
+
+    def forget(self, owner: str) -> int:
+        """Drop every entry of ``owner``, in RAM and on disk; how many distinct entries."""
+        with self._lock:
+            keys = {e.key for e in self._ram.values() if e.owner == owner}
+            self._ram.remove_where(lambda e: e.owner == owner)
+            self._versions.forget(owner)
+            keys.update(self._drop_disk(owner, keep_version=None))
+            return len(keys)
 
     # ------------------------------------------------------------ internals
 
@@ -231,9 +243,11 @@ class KVCache:
             return None
         return KVEntry(key, owner, core_version, tokens, state)
 
-    def _drop_disk(self, owner: str, keep_version: str) -> None:
+    def _drop_disk(self, owner: str, keep_version: str | None) -> list[str]:
+        """Delete ``owner``'s files other than ``keep_version``'s (all of them for None); their keys."""
+        dropped: list[str] = []
         if self.directory is None:
-            return
+            return dropped
         digest = hashlib.sha256(owner.encode()).hexdigest()[:16]
         for path in self.directory.glob("*.kv"):
             try:
@@ -243,8 +257,10 @@ class KVCache:
                     header = json.loads(f.read(hlen))
                 if header.get("owner") == digest and header.get("core_version") != keep_version:
                     path.unlink(missing_ok=True)
+                    dropped.append(path.stem)
             except (OSError, ValueError, struct.error):
                 continue
+        return dropped
 
 
 # ---------------------------------------------------------- llama.cpp glue

@@ -51,6 +51,7 @@ Behaviour:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -154,6 +155,16 @@ class LlamaCppUpstream:
 
     async def list_models(self) -> list[dict[str, Any]]:
         return configured_models(self.settings.models or [self.llama_settings.model_alias])
+
+    async def forget(self, owner: str) -> int:
+        """Drop ``owner``'s KV cache entries (RAM and files under data_dir/kvcache); how many."""
+        kv = self._kv
+        if kv is None:
+            directory = self.data_dir / "kvcache"
+            if not directory.is_dir():
+                return 0
+            kv = KVCache(0, directory)  # the model is not loaded yet: clear the files alone
+        return await asyncio.to_thread(kv.forget, owner)
 
     async def aclose(self) -> None:
         """Stop running streams, drop queued work and free the model."""

@@ -15,6 +15,7 @@ BENCHMARKS = {
     "big-body": ("bench.big_body", "event-loop stall, time and memory of one huge chat turn; redaction cost"),
     "locomo": ("bench.locomo", "evidence recall of memory search on LoCoMo, with BM25 and dense baselines"),
     "portable": ("bench.portable", "export/import throughput and peak RSS of a large owner (.memcube archives)"),
+    "load": ("bench.load", "concurrent chat load, journal depth and RSS, then kill -9: acknowledged turns lost (must be 0)"),
 }
 
 

@@ -7,29 +7,33 @@ in step, runs hybrid recall, and owns the background turn writer.
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from memory.chroma_store import ChromaStore
+from memory.codec import from_record, to_metadata
 from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, utcnow
 from memory.embedder import Embedder
 from memory.encoding import encode
 from memory.errors import InvalidMemory, MemoryNotFound
 from memory.extractor import FactExtractor
+from memory.forgetting import ForgetReceipt, drop_owner_caches
+from memory.journal import MEMORY, Entry, Journal, journal_path
 from memory.lexcache import LexicalCache
 from memory.limits import check_batch, check_content, check_metadata, clip_content
 from memory.pack_owner import is_pack_owner
 from memory.packrecall import PackSource, with_pack_hits
 from memory.recall import (
     DATES_KEY,
-    RecallResult,
     Recalled,
+    RecallResult,
     candidate_count,
     gather_candidates,
     pack,
@@ -37,17 +41,20 @@ from memory.recall import (
 )
 from memory.redact import Redactor
 from memory.render import render_item
-from memory.standing import DomainBridge
 from memory.scheduler import MemScheduler, RecallLog
+from memory.standing import DomainBridge
 from memory.store import MemoryStore
 from memory.timeparse import query_time, resolve_relative
 from memory.tokens import TokenCounter
-from memory.writer import Turn, TurnWriter, turn_content
+from memory.writer import JournalWriter, turn_content
 
 if TYPE_CHECKING:
     from memory.settings import MemorySettings
 
-__all__ = ["CoreSet", "MemoryEngine", "MemoryPatch", "NewMemory", "Page", "RecallResult", "Recalled"]
+__all__ = [
+    "CoreSet", "ForgetReceipt", "IdempotencyConflict", "MemoryEngine", "MemoryPatch", "NewMemory", "Page",
+    "RecallResult", "Recalled",
+]
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +116,7 @@ def core_version(cubes: Sequence[MemCube]) -> str:
         return EMPTY_CORE_VERSION
     h = hashlib.sha256()
     for cube in cubes:
-        h.update(f"{cube.id}\0{cube.version}\0{render_item(cube)}\n".encode("utf-8"))
+        h.update(f"{cube.id}\0{cube.version}\0{render_item(cube)}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -145,8 +152,8 @@ def _event_time(value: datetime | None) -> datetime | None:
     if not isinstance(value, datetime):
         raise InvalidMemory("event_time must be a timestamp.", param="event_time")
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def stamp_dates(cube: MemCube) -> MemCube:
@@ -169,6 +176,10 @@ def stamp_dates(cube: MemCube) -> MemCube:
     return cube.evolve(metadata=metadata)
 
 
+class IdempotencyConflict(InvalidMemory):
+    """An Idempotency-Key reused with a different request body."""
+
+
 class MemoryEngine:
     def __init__(
         self,
@@ -178,6 +189,7 @@ class MemoryEngine:
         *,
         owns_embedder: bool = False,
         counter: TokenCounter | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -189,9 +201,12 @@ class MemoryEngine:
         local = getattr(store, "local", False)  # a shared server may be written by others
         self._lexical = LexicalCache(store.all_active, load_vectors=getattr(store, "vectors", None) if local else None)
         self._bridge = DomainBridge(embedder.embed_query)  # on the recall path
-        self.writer = TurnWriter(
-            self._write_turns, maxsize=settings.write_queue_size, linger_s=settings.write_linger_ms / 1000
-        )
+        # durable writes: every accepted write is journaled (fsync'd) first; the writer drains the journal
+        self.journal = journal or Journal(MEMORY)
+        self.writer = JournalWriter(self.journal, self._write_entries, linger_s=settings.write_linger_ms / 1000)
+        self._generation: dict[str, int] = {}  # user -> times forgotten (a write racing a forget is undone)
+        self._voided: set[str] = set()  # journaled memories deleted while the writer may hold them
+        self._remembering: set[asyncio.Task[str]] = set()  # remember_turn() calls still journaling
         self._core: dict[str, CoreSet] = {}  # user -> cached core set (dropped on any change)
         self.packs: PackSource | None = None  # installed memory packs (memory/packs.py), searched with the user's
         self.recalls = RecallLog(settings.scheduler.window_requests)
@@ -215,8 +230,10 @@ class MemoryEngine:
         else:
             path = Path(settings.chroma_path) if settings.chroma_path else Path(data_dir) / "chroma"
             store = ChromaStore.embedded(path)
-        engine = cls(settings, store, embedder, owns_embedder=owns)
+        journal = await Journal(journal_path(data_dir)).open()
+        engine = cls(settings, store, embedder, owns_embedder=owns, journal=journal)
         await embedder.warmup()
+        engine.writer.start()  # replays, in the background, whatever a previous process left journaled
         return engine
 
     # -- writing --------------------------------------------------------------
@@ -256,10 +273,11 @@ class MemoryEngine:
         limits = self.settings.limits
         return check_metadata(_metadata(value), limits.max_metadata_bytes, limits.max_metadata_depth)
 
-    async def _store_new(self, cubes: list[MemCube]) -> list[MemCube]:
+    async def _store_new(self, cubes: list[MemCube], embeddings: Any = None) -> list[MemCube]:
         if not cubes:
             return []
-        embeddings = await encode(self.embedder.embed, [c.content for c in cubes])
+        if embeddings is None:
+            embeddings = await encode(self.embedder.embed, [c.content for c in cubes])
         await self.store.add(cubes, embeddings)
         for user in {c.owner.user for c in cubes if c.tier == Tier.CORE.value}:
             self.invalidate_core(user)
@@ -267,13 +285,61 @@ class MemoryEngine:
         return cubes
 
     async def add(
-        self, owner: Owner, items: Sequence[NewMemory], *, provenance: Provenance | None = None
+        self,
+        owner: Owner,
+        items: Sequence[NewMemory],
+        *,
+        provenance: Provenance | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str = "",
     ) -> list[MemCube]:
+        """Store ``items`` all-or-nothing: the batch is journaled (fsync'd) as one
+        transaction first, so a crash midway is completed from the journal at the
+        next start, never left half-stored or duplicated. With ``idempotency_key``
+        a repeat of the same request returns the first answer without adding
+        anything (a different body under the same key raises IdempotencyConflict).
+        """
         if not owner.user:
             raise InvalidMemory("A memory needs a user.", param="user")
         check_batch(len(items), self.settings.limits.max_batch)
+        key = f"{owner.user}\x00{idempotency_key}" if idempotency_key else None
+        if key is not None:
+            replayed = await self._replay_batch(key, request_hash)
+            if replayed is not None:
+                return replayed
         cubes = [self._build(owner, item, provenance or Provenance()) for item in items]
-        return await self._store_new(cubes)
+        if not cubes:
+            return []
+        entries = [Entry(c, "api", key) for c in cubes]
+        if key is not None:
+            await self.journal.begin_batch(key, owner.user, request_hash, [_record(c) for c in cubes], entries)
+        else:
+            await self.journal.append(entries, claimed=True)
+        ids = [c.id for c in cubes]
+        try:
+            await self._store_entries(entries)
+        except BaseException:
+            # still journaled, as one batch: the background writer completes it (a retry
+            # with the same Idempotency-Key answers once it is stored)
+            await asyncio.shield(self.journal.release(ids))
+            self.writer.notify()
+            raise
+        await self.journal.complete(ids)
+        return cubes
+
+    async def _replay_batch(self, key: str, request_hash: str) -> list[MemCube] | None:
+        found = await self.journal.batch(key)
+        if found is None:
+            return None
+        batch, pending = found
+        if batch.request_hash != request_hash:
+            raise IdempotencyConflict(
+                "This Idempotency-Key was already used with a different request body.", param="Idempotency-Key"
+            )
+        if pending:  # a crash or a store failure left part of it: finish it now (same ids: no duplicates)
+            await self._store_entries(pending)
+            await self.journal.complete([e.cube.id for e in pending])
+        return [from_record(r["id"], r["document"], r["meta"]) for r in batch.response]
 
     # -- reading --------------------------------------------------------------
 
@@ -409,24 +475,88 @@ class MemoryEngine:
         return updated
 
     async def delete(self, memory_id: str) -> None:
-        cube = await self.get(memory_id)
-        if not await self.store.delete(memory_id):
+        """Delete one memory, stored or still journaled; at once (no queue is awaited)."""
+        pending = await self.journal.drop_id(memory_id)
+        if pending is not None:
+            self._voided.add(memory_id)  # a writer holding it undoes its write
+        cube = await self.store.get(memory_id)
+        if cube is not None and not await self.store.delete(memory_id):
+            cube = None
+        owner = cube or pending
+        if owner is None:
             raise MemoryNotFound(memory_id)
-        self._lexical.remove(cube.owner.user, memory_id)
-        self.invalidate_core(cube.owner.user)
+        self._lexical.remove(owner.owner.user, memory_id)
+        self.invalidate_core(owner.owner.user)
 
     async def forget(self, user: str) -> int:
-        """Delete every memory of ``user`` (turns already queued included)."""
-        await self.flush()
-        count = await self.store.delete_owner(user)
-        self._lexical.drop(user)
-        self.invalidate_core(user)
-        return count
+        """Delete every memory of ``user`` (journaled turns included); how many there were."""
+        return (await self.erase(user)).deleted
+
+    async def erase(self, user: str) -> ForgetReceipt:
+        """Forget ``user`` at once: the store, the journal, the writer's batch in flight,
+        queued extractions, per-owner caches and indexes, and scheduler state.
+
+        Never waits for any queued or running write: the user's journal items
+        are deleted, and a write of theirs already in flight sees the user's
+        generation change and undoes itself (see :meth:`_store_entries`).
+        """
+        self._generation[user] = self._generation.get(user, 0) + 1
+        in_flight = sum(1 for e in self.writer.in_flight if e.cube.owner.user == user)
+        journal_items, batches = await self.journal.drop_owner(user)
+        stored = await self.store.delete_owner(user)
+        queued = in_flight
+        if self.extractor is not None:
+            queued += self.extractor.discard(lambda cube: cube.owner.user == user)
+        caches = drop_owner_caches(self, user)
+        scheduler = self.scheduler.forget(user)
+        return ForgetReceipt(
+            user=user,
+            store=stored,
+            journal=journal_items,
+            idempotency_keys=batches,
+            queued=queued,
+            caches=caches,
+            scheduler=scheduler,
+        )
 
     async def ping(self) -> None:
         await self.store.ping()
 
     # -- the background writer ----------------------------------------------
+
+    async def remember(
+        self,
+        owner: Owner,
+        user_text: str,
+        assistant_text: str,
+        provenance: Provenance,
+        event_time: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Journal one chat turn durably (fsync'd when this returns) for the background writer.
+
+        Returns ``ok``; ``degraded`` when the turn is journaled but will be
+        late: the writer is failing, or the backlog stayed at
+        ``memory.write_queue_size`` for ``memory.write_backpressure_ms``
+        (backpressure: the caller waited that long, then the turn was journaled
+        anyway, never dropped); ``skipped`` when there was nothing to write.
+        Raises :class:`memory.journal.JournalError` when the journal cannot be written.
+        """
+        content = turn_content(user_text, assistant_text)
+        if not content:
+            return "skipped"
+        item = NewMemory(
+            content=clip_content(content, self.settings.limits.max_content_chars),
+            kind=Kind.EPISODIC.value,
+            event_time=event_time or utcnow(),
+            metadata=dict(metadata or {}),
+        )
+        cube = self._build(owner, item, provenance)
+        timeout = self.settings.write_backpressure_ms / 1000
+        on_time = await self.writer.room(self.settings.write_queue_size, timeout)
+        await self.journal.append([Entry(cube, "turn")])
+        self.writer.notify()
+        return "ok" if on_time and not self.writer.failing else "degraded"
 
     def remember_turn(
         self,
@@ -436,37 +566,82 @@ class MemoryEngine:
         provenance: Provenance,
         event_time: datetime | None = None,
         metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Queue one chat turn for storage; never blocks, never raises on a full queue."""
-        content = turn_content(user_text, assistant_text)
-        if not content:
-            return
-        self.writer.submit(Turn(owner, content, provenance, event_time or utcnow(), metadata))
+    ) -> asyncio.Task[str]:
+        """:meth:`remember` as a task (``flush`` waits for it); await it to know the turn is durable."""
+        task = asyncio.get_running_loop().create_task(
+            self.remember(owner, user_text, assistant_text, provenance, event_time, metadata)
+        )
+        self._remembering.add(task)
+        task.add_done_callback(self._remembering.discard)
+        return task
 
-    async def _write_turns(self, turns: list[Turn]) -> None:
-        cubes = [
-            self._build(
-                t.owner,
-                NewMemory(content=clip_content(t.content, self.settings.limits.max_content_chars), kind=Kind.EPISODIC.value, event_time=t.event_time, metadata=dict(t.metadata or {})),
-                t.provenance,
-            )
-            for t in turns
-        ]
-        stored = await self._store_new(cubes)
-        if self.extractor is not None:  # queued for its own worker: never holds up the writer
-            self.extractor.submit(stored)
+    def write_status(self) -> str | None:
+        """Why new writes are late (the writer's last error), or None when they are on time."""
+        return self.writer.last_error if self.writer.failing else None
+
+    async def _store_entries(self, entries: Sequence[Entry]) -> builtins.list[Entry]:
+        """Embed and store journaled entries by their fixed ids (a rewrite after a crash
+        keeps one copy); skips entries forgotten meanwhile. Returns the entries stored."""
+        if not entries:
+            return []
+        embeddings = await encode(self.embedder.embed, [e.cube.content for e in entries])
+        generations = {e.cube.owner.user: self._generation.get(e.cube.owner.user, 0) for e in entries}
+        # forget/delete remove journal items first: what is no longer journaled is void
+        alive = await self.journal.existing([e.cube.id for e in entries])
+        keep = [i for i, e in enumerate(entries) if e.cube.id in alive and e.cube.id not in self._voided]
+        if keep:
+            await self._store_new([entries[i].cube for i in keep], embeddings[keep])
+            # a forget or delete that ran meanwhile did not see these yet: undo them
+            void = [
+                entries[i].cube
+                for i in keep
+                if entries[i].cube.id in self._voided
+                or self._generation.get(entries[i].cube.owner.user, 0) != generations[entries[i].cube.owner.user]
+            ]
+            if void:
+                await self._unstore(void)
+                voided = {c.id for c in void}
+                keep = [i for i in keep if entries[i].cube.id not in voided]
+        for e in entries:
+            self._voided.discard(e.cube.id)
+        return [entries[i] for i in keep]
+
+    async def _unstore(self, cubes: Sequence[MemCube]) -> None:
+        for cube in cubes:
+            await self.store.delete(cube.id)
+            self._lexical.remove(cube.owner.user, cube.id)
+            self.invalidate_core(cube.owner.user)
+
+    async def _write_entries(self, entries: builtins.list[Entry]) -> builtins.list[Entry]:
+        """The writer's sink."""
+        stored = await self._store_entries(entries)
+        turns = [e.cube for e in stored if e.source == "turn"]
+        if self.extractor is not None and turns:  # queued for its own worker: never holds up the writer
+            self.extractor.submit(turns)
+        return stored
 
     async def flush(self) -> None:
-        """Wait until queued turns are written (and, with an extractor, their facts extracted)."""
+        """Wait until remembered turns are written (and, with an extractor, their facts extracted)."""
+        if self._remembering:
+            await asyncio.gather(*list(self._remembering), return_exceptions=True)
         await self.writer.flush()
         if self.extractor is not None:
             await self.extractor.flush()
 
     async def aclose(self) -> None:
+        """Stop; journaled writes not yet stored stay journaled and are replayed at the next start."""
         await self.scheduler.aclose()
+        if self._remembering:
+            await asyncio.gather(*list(self._remembering), return_exceptions=True)
         await self.writer.aclose()
         if self.extractor is not None:
             await self.extractor.aclose()
+        await self.journal.aclose()
         await self.store.aclose()
         if self._owns_embedder:
             self.embedder.close()
+
+
+def _record(cube: MemCube) -> dict[str, Any]:
+    """A memory as an idempotent answer keeps it (rebuilt with ``from_record``)."""
+    return {"id": cube.id, "document": cube.content, "meta": to_metadata(cube)}

@@ -67,6 +67,13 @@ class RecallLog:
     def users(self) -> list[str]:
         return list(self.requests)
 
+    def forget(self, user: str) -> bool:
+        """Drop ``user``'s evidence; whether there was any."""
+        had = user in self.requests or user in self.hits or user in self.last_seen
+        for table in (self.requests, self.hits, self.last_seen):
+            table.pop(user, None)
+        return had
+
     def recent(self, user: str, window: int) -> dict[str, int]:
         """How many of ``user``'s last ``window`` recalls each memory ranked in."""
         n = self.requests.get(user, 0)
@@ -124,6 +131,11 @@ class MemScheduler:
 
     def decisions(self, user: str) -> list[Decision]:
         return list(self._decisions.get(user, ()))
+
+    def forget(self, user: str) -> bool:
+        """Drop ``user``'s recall evidence and decisions; whether there were any."""
+        had_log = self.engine.recalls.forget(user)
+        return self._decisions.pop(user, None) is not None or had_log
 
     async def run_once(self) -> list[Decision]:
         made: list[Decision] = []

@@ -73,7 +73,8 @@ class MemorySettings(BaseModel):
     store: Literal["chroma"] = "chroma"
     chroma_path: str | None = None  # default: <data_dir>/chroma
     chroma_url: str | None = None  # a Chroma server (``chroma run``) instead of the embedded store
-    write_queue_size: int = 10_000
+    write_queue_size: int = 10_000  # journaled turns waiting for the writer before new replies wait (backpressure)
+    write_backpressure_ms: int = 2_000  # longest a reply waits for room; then journaled anyway, reported degraded
     write_linger_ms: int = 100
     core_token_budget: int = 1024  # most tokens (cl100k) of core memories injected on every request
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,24 @@ class QueueWorker(Generic[Item]):
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run(), name=self._name)
         return True
+
+    def discard(self, predicate: Callable[[Item], bool]) -> int:
+        """Remove queued (not yet started) items matching ``predicate``; how many."""
+        kept: list[Item] = []
+        removed = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self._queue.task_done()
+            if predicate(item):
+                removed += 1
+            else:
+                kept.append(item)
+        for item in kept:
+            self._queue.put_nowait(item)
+        return removed
 
     async def _run(self) -> None:
         raise NotImplementedError

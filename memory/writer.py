@@ -1,29 +1,40 @@
-"""The background turn writer.
+"""The background writer: drains the journal into the store.
 
-``submit`` never blocks: turns go on a bounded queue, and when it is full the
-turn is dropped with a warning and counted. One worker task drains the queue
-in batches (waiting ``linger_s`` after the first turn, so that turns arriving
-close together share one embedding call and one store write) and hands each batch to a sink (the engine's batched ``add``,
-which embeds the whole batch at once). Sink failures are logged with their
-exception and counted; the worker keeps going.
+Every accepted write is first committed to the journal (:mod:`memory.journal`),
+so the writer's "queue" is the journal itself: nothing is held only in RAM,
+and a full queue is never a drop. One worker task reads the oldest unclaimed
+items (waiting ``linger_s`` after a wake-up, so that turns arriving close
+together share one embedding call and one store write), hands them to the
+sink (the engine: embed, store by id, update its indexes), and deletes them
+from the journal only once the sink succeeded.
+
+A failed batch stays in the journal and is retried with exponential backoff
+(``backoff_s`` doubling up to ``max_backoff_s``); while the last attempt
+failed, :attr:`JournalWriter.failing` is true and :attr:`last_error` says
+why (``X-Memory-Status: degraded`` and ``/readyz`` read them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from memory.cube import Owner, Provenance
+from memory.journal import Entry, Journal
 from memory.render import strip_injected
-from memory.worker import QueueWorker
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 64
+BACKOFF_S = 0.5
+MAX_BACKOFF_S = 30.0
+POLL_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,35 +55,128 @@ def turn_content(user_text: str, assistant_text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-Sink = Callable[[list[Turn]], Awaitable[None]]
+# stores what it can of a batch; returns the entries now in the store (the rest stay journaled)
+Sink = Callable[[list[Entry]], Awaitable[list[Entry]]]
 
 
-class TurnWriter(QueueWorker[Turn]):
-    def __init__(self, sink: Sink, maxsize: int, batch_size: int = BATCH_SIZE, linger_s: float = 0.0) -> None:
-        super().__init__(maxsize, "memproxy-writer")
+class JournalWriter:
+    def __init__(
+        self,
+        journal: Journal,
+        sink: Sink,
+        *,
+        batch_size: int = BATCH_SIZE,
+        linger_s: float = 0.0,
+        backoff_s: float = BACKOFF_S,
+        max_backoff_s: float = MAX_BACKOFF_S,
+    ) -> None:
+        self.journal = journal
         self._sink = sink
-        self._linger_s = linger_s
         self._batch_size = batch_size
-        self.failed = 0
-        self.written = 0
+        self._linger_s = linger_s
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._busy = False
+        self.in_flight: list[Entry] = []
+        self.written = 0  # items stored
+        self.failed = 0  # items in failed attempts (each retry counts again)
+        self.failing = False  # the last attempt failed (cleared by the next success)
+        self.last_error: str | None = None
+        self.failing_since: float | None = None
 
-    def submit(self, turn: Turn) -> bool:
-        """Queue a turn; False (and a warning) when it had to be dropped."""
-        return self.offer(turn)
+    @property
+    def depth(self) -> int:
+        """Journaled items waiting for this writer."""
+        return self.journal.depth
+
+    def start(self) -> None:
+        """Start draining (replays whatever a previous process left); needs a running loop."""
+        if self._closed:
+            return
+        if self._task is None or self._task.done():
+            self._busy = True  # until its first look at the journal
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="memproxy-writer")
+
+    def notify(self) -> None:
+        """Something was journaled: wake the worker."""
+        self._wake.set()
+        self.start()
 
     async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
+        backoff = self._backoff_s
+        while not self._closed:
+            self._wake.clear()
+            try:
+                self._busy = True
+                entries = await self.journal.next_unclaimed(self._batch_size)
+                if entries:
+                    self.in_flight = entries
+                    stored = await self._sink(entries)
+                    if stored:
+                        await self.journal.complete([e.cube.id for e in stored])
+                    self.written += len(stored)
+                    if self.failing:
+                        log.warning("memory writer recovered; %d item(s) still journaled", self.journal.depth)
+                    self.failing, self.last_error, self.failing_since = False, None, None
+                    backoff = self._backoff_s
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep everything journaled, retry later
+                count = len(self.in_flight)
+                self.failed += count
+                self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if not self.failing:
+                    self.failing_since = time.time()
+                self.failing = True
+                log.warning(
+                    "memory writer could not store %d item(s) (%s); kept in the journal, retrying in %.1f s",
+                    count, self.last_error, backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+                continue
+            finally:
+                self._busy = False
+                self.in_flight = []
+            await self._wake.wait()
             if self._linger_s > 0:  # let a burst of turns share one embed + store call
                 await asyncio.sleep(self._linger_s)
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._sink(batch)
-                self.written += len(batch)
-            except Exception:  # a failed batch must not stop the writer
-                self.failed += len(batch)
-                log.exception("memory writer failed to store %d turn(s)", len(batch))
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+
+    async def room(self, limit: int, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until fewer than ``limit`` items are waiting; False if that never came."""
+        if self.journal.depth < limit:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while self.journal.depth >= limit:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(POLL_S)
+        return True
+
+    async def flush(self) -> None:
+        """Wait until every journaled item has been stored, or the writer is failing."""
+        if self._task is None and self.journal.depth == 0:
+            return
+        self.start()
+        while (self.journal.depth > 0 or self._busy or self._wake.is_set()) and not self.failing:
+            if self._task is None or self._task.done():
+                return
+            await asyncio.sleep(POLL_S)
+
+    async def aclose(self) -> None:
+        """Stop after the batch in flight; what is left stays journaled for the next start."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._wake.set()
+        if self._busy:  # let the batch in flight finish (bounded), rather than write it twice
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(task), timeout=5.0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -111,6 +111,7 @@ async def build_services(
     counter = TokenCounter()
     await _warm_memory(engine, counter)
     await _warm_upstream(upstream)
+    engine.writer.start()  # replays journaled writes a previous process left, in the background
     engine.scheduler.start()
     metrics = Metrics(engine, upstream, settings.observability.store_size_interval_s) if settings.observability.metrics else None
     pipeline = MemoryPipeline(engine, counter, settings.memory, observer=metrics)

@@ -43,6 +43,48 @@ def memproxy_serve(*args: str, data_dir: Path) -> Iterator[str]:
         process.wait(timeout=30)
 
 
+class ServeProcess:
+    """``memproxy serve`` as a process this side can ``kill -9`` (crash tests, ``bench load``).
+
+    It runs this checkout's code (``PYTHONPATH`` is set to the repository
+    root), with ``env`` added to the environment (``MEMPROXY_*`` settings).
+    """
+
+    def __init__(self, *args: str, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        root = str(Path(__file__).resolve().parents[1])
+        command = [memproxy_exe(), "serve", "--port", str(self.port), "--data-dir", str(data_dir), *args]
+        full_env = {**os.environ, "MEMPROXY_LOG_LEVEL": "warning", **(env or {})}
+        full_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        self.process = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            wait_until_healthy(self.process, f"{self.url}/healthz", "memproxy serve")
+        except BaseException:
+            self.kill()
+            raise
+        _drain(self.process)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, nothing is flushed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """A normal shutdown (SIGINT)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 def chroma_binary() -> Path:
     return Path(sys.executable).parent / "chroma"
 

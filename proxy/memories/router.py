@@ -8,15 +8,18 @@ relative to the caller's tenant, in requests and in answers.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from memory.cube import MemCube, Owner, Provenance, owner_key, owner_key_of_id
-from memory.engine import MemoryPatch, NewMemory, Recalled
+from memory.engine import IdempotencyConflict, MemoryPatch, NewMemory, Recalled
 from memory.errors import MemoryNotFound
+from memory.journal import JournalError
 from proxy.auth.principal import Principal, principal_of
+from proxy.errors import error_response
 from proxy.identity import named_owner
 from proxy.memories.protocol import AddMemoriesRequest, PatchMemoryRequest, SearchRequest
 from proxy.services import services
@@ -25,7 +28,13 @@ router = APIRouter()
 
 
 @router.post("/v1/memories", status_code=201)
-async def add_memories(payload: AddMemoriesRequest, request: Request) -> JSONResponse:
+async def add_memories(
+    payload: AddMemoriesRequest,
+    request: Request,
+    idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=255),
+) -> JSONResponse:
+    """All-or-nothing (journaled as one batch); with ``Idempotency-Key``, a repeat of
+    the same request answers the first result again without adding anything."""
     caller = principal_of(request)
     owner = Owner(user=caller.owner_for(named_owner(request, payload.user)), session=payload.session)
     items = [
@@ -41,7 +50,15 @@ async def add_memories(payload: AddMemoriesRequest, request: Request) -> JSONRes
         for m in payload.memories
     ]
     provenance = Provenance(request_id=request.state.request_id, roles=("api",))
-    cubes = await services(request).engine.add(owner, items, provenance=provenance)
+    request_hash = hashlib.sha256(payload.model_dump_json().encode("utf-8")).hexdigest()
+    try:
+        cubes = await services(request).engine.add(
+            owner, items, provenance=provenance, idempotency_key=idempotency_key or None, request_hash=request_hash
+        )
+    except IdempotencyConflict as exc:
+        return error_response(409, str(exc), "invalid_request_error", "Idempotency-Key", "idempotency_key_reused")
+    except JournalError as exc:
+        return error_response(503, f"The memory journal is unavailable: {exc}", "server_error", None, "journal_unavailable")
     return JSONResponse({"object": "list", "data": [_view(c, caller) for c in cubes]}, status_code=201)
 
 
@@ -110,9 +127,15 @@ async def delete_memory(memory_id: str, request: Request) -> dict[str, Any]:
 # ``:path``: an owner name may contain "/" (send it as %2F or as is).
 @router.delete("/v1/users/{user:path}/memories")
 async def forget_user(user: str, request: Request) -> dict[str, Any]:
+    """Forget ``user`` at once, everywhere; the receipt says what was removed where."""
+    svc = services(request)
     owner = principal_of(request).owner_for(user)
-    count = await services(request).engine.forget(owner)
-    return {"object": "user.memories.deleted", "user": user, "deleted": count}
+    receipt = await svc.engine.erase(owner)
+    removed = receipt.removed()
+    forget_kv = getattr(svc.upstream, "forget", None)  # local upstreams keep per-owner KV caches
+    if forget_kv is not None:
+        removed["kv_files"] = int(await forget_kv(owner))
+    return {"object": "user.memories.deleted", "user": user, "deleted": receipt.deleted, "removed": removed}
 
 
 async def _owned(request: Request, caller: Principal, memory_id: str) -> MemCube:

@@ -8,8 +8,8 @@ What is counted where:
 - the memory pipeline (:class:`proxy.pipeline.MemoryPipeline`, through the
   :class:`PipelineObserver` protocol it declares): recall latency, degraded
   recalls by cause, memories and tokens injected, upstream latency;
-- :class:`EngineCollector`, read at scrape time: the write queue depth,
-  written/dropped/failed writes, scheduler actions, KV cache bytes and the
+- :class:`EngineCollector`, read at scrape time: the journal depth,
+  written/failed writes, scheduler actions, KV cache bytes and the
   store's size (recounted at most every
   ``observability.store_size_interval_s``, by the route).
 
@@ -69,6 +69,12 @@ class Metrics:
         self.injected_tokens = Counter(
             "memproxy_injected_tokens", "Tokens of memory (core + recalled blocks) injected into requests", registry=r
         )
+        self.turn_writes = Counter(
+            "memproxy_turn_writes",
+            "Chat turns handed to memory: ok (journaled), degraded (journaled late: backpressure or a failing "
+            "writer, or not journaled at all), skipped (nothing to write)",
+            ["status"], registry=r,
+        )
         self.kv = Counter("memproxy_kv_requests", "Prefix KV reuse per memory request (hit | miss | off)", ["result"], registry=r)
         self.collector = EngineCollector(engine, upstream, store_size_interval_s)
         r.register(self.collector)
@@ -83,6 +89,9 @@ class Metrics:
     def recall_degraded(self, cause: str, seconds: float) -> None:
         self.recall_seconds.observe(seconds)
         self.degraded.labels(cause).inc()
+
+    def write_done(self, status: str) -> None:
+        self.turn_writes.labels(status).inc()
 
     def upstream_done(self, front: str, stream: bool, seconds: float, ok: bool) -> None:
         self.upstream_seconds.labels(front, "true" if stream else "false").observe(seconds)
@@ -123,10 +132,10 @@ class EngineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         engine = self.engine
         writer = engine.writer
-        yield _gauge("memproxy_write_queue_depth", "Chat turns queued for the background writer", writer.depth)
-        yield _counter("memproxy_writes", "Chat turns written to the store", writer.written)
-        yield _counter("memproxy_writes_dropped", "Chat turns dropped: the write queue was full or closed", writer.dropped)
-        yield _counter("memproxy_writes_failed", "Chat turns whose store write failed", writer.failed)
+        yield _gauge("memproxy_journal_depth", "Journaled writes waiting for the background writer", writer.depth)
+        yield _gauge("memproxy_writer_failing", "1 while the background writer's last attempt failed", int(writer.failing))
+        yield _counter("memproxy_writes", "Journaled writes stored by the background writer", writer.written)
+        yield _counter("memproxy_writes_failed", "Writes in failed store attempts (each retry counts again)", writer.failed)
         if engine.extractor is not None:
             yield _gauge("memproxy_extract_queue_depth", "Stored turns waiting for fact extraction", engine.extractor.depth)
             yield _counter("memproxy_extract_dropped", "Turns dropped by the fact extractor's full queue", engine.extractor.dropped)

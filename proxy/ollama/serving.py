@@ -86,7 +86,7 @@ class OllamaServing:
         answer = await self.client.post(path, exchange.body, exchange.context)
         translator = LineTranslator(path)
         translator.add(answer)
-        self.pipeline.remember(exchange, translator.capture)
+        await self.pipeline.remember(exchange, translator.capture)
         return answer
 
     async def stream(self, path: str, exchange: Exchange) -> AsyncIterator[bytes]:

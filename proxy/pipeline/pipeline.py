@@ -12,11 +12,16 @@ only translates its own wire shapes:
    core block);
 4. a stream is relayed by :meth:`MemoryPipeline.relay` through the front end's
    :class:`StreamTranslator`; a whole answer is captured by the front end;
-5. :meth:`MemoryPipeline.remember` queues the finished turn for the writer.
+5. :meth:`MemoryPipeline.remember` journals the finished turn (durably,
+   before the reply completes: a stream's last bytes are sent after it) for
+   the background writer.
 
 Memory never fails a request: recall runs under ``memory.recall_deadline_ms``
 and any failure or timeout forwards without memories, reported as
 ``X-Memory-Status: degraded``. Failed or broken upstream calls write nothing.
+A write that is late (the store writer is failing, or backpressure) or that
+could not be journaled is reported as ``degraded`` too: in the reply's headers
+when they are still unsent, and on every new request while the writer fails.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -60,11 +65,16 @@ class Exchange:
     identity: Identity
     context: CallContext  # carries the activation when there is a core block
     memory: MemoryOutcome
+    # the turn's write: "degraded" when it is late or lost (set by prepare and remember)
+    write: dict[str, str] = field(default_factory=dict)
 
     def headers(self) -> dict[str, str]:
         """``X-Memory-*`` headers; ``X-Memory-KV`` is known once the upstream call started."""
         activation = self.context.activation
-        return {**self.memory.headers(), "X-Memory-KV": activation.kv if activation is not None else "off"}
+        headers = {**self.memory.headers(), "X-Memory-KV": activation.kv if activation is not None else "off"}
+        if self.write.get("status") == "degraded" and headers["X-Memory-Status"] == "ok":
+            headers["X-Memory-Status"] = "degraded"
+        return headers
 
 
 class StreamTranslator(Protocol):
@@ -90,6 +100,8 @@ class PipelineObserver(Protocol):
     def recall_degraded(self, cause: str, seconds: float) -> None: ...
 
     def upstream_done(self, front: str, stream: bool, seconds: float, ok: bool) -> None: ...
+
+    def write_done(self, status: str) -> None: ...
 
 
 class MemoryPipeline:
@@ -138,7 +150,10 @@ class MemoryPipeline:
         forwarded = place(body, blocks) if blocks else dict(body)
         if blocks.activation is not None:
             context = dataclasses.replace(context, activation=blocks.activation)
-        return Exchange(forwarded, user_text, identity, context, blocks.outcome)
+        exchange = Exchange(forwarded, user_text, identity, context, blocks.outcome)
+        if identity.mode.writes and self.settings.write_enabled and self.engine.write_status() is not None:
+            exchange.write["status"] = "degraded"  # the store writer is failing: this turn will be late
+        return exchange
 
     async def recall(self, query: str, identity: Identity, now: datetime | None = None) -> MemoryBlocks:
         """The owner's core block and the block recalled for ``query``, under the deadline."""
@@ -182,7 +197,8 @@ class MemoryPipeline:
     async def relay(
         self, exchange: Exchange, source: AsyncIterator[Any], translator: StreamTranslator
     ) -> AsyncIterator[bytes]:
-        """Relay ``source`` to the client through ``translator``, then remember the turn.
+        """Relay ``source`` to the client through ``translator``, remembering the turn
+        before the stream's last bytes (so a reply the client saw complete is journaled).
 
         An upstream error mid-stream is sent in the front end's own error
         shape and writes nothing.
@@ -191,9 +207,17 @@ class MemoryPipeline:
         ok = False
         for out in translator.start():
             yield out
+        remembered = False
         try:
             async for item in source:
-                for out in translator.feed(item):
+                outs = translator.feed(item)
+                if not remembered and translator.capture.finished:
+                    # a terminal item (Responses' response.completed, Ollama's done line,
+                    # a chunk with finish_reason): journal the turn before it is sent
+                    outs = list(outs)
+                    remembered = True
+                    await self.remember(exchange, translator.capture)
+                for out in outs:
                     yield out
             ok = True
         except UpstreamError as exc:
@@ -204,29 +228,39 @@ class MemoryPipeline:
         finally:
             await close_stream(source)
             self.upstream_done(front_of(translator), True, started, ok)
-        for out in translator.finish():
+        tail = list(translator.finish())  # marks the capture finished
+        if not remembered:
+            await self.remember(exchange, translator.capture)
+        for out in tail:
             yield out
-        self.remember(exchange, translator.capture)
 
-    def remember(self, exchange: Exchange, capture: ReplyCapture) -> None:
-        """Queue the finished turn for the background writer; never raises.
+    async def remember(self, exchange: Exchange, capture: ReplyCapture) -> str:
+        """Journal the finished turn (durable when this returns) for the background writer.
 
         Nothing is written for an unfinished reply, with memory writes off for
-        this request, or when both texts are empty.
+        this request, or when both texts are empty. Never raises: a turn that
+        could not be journaled is logged and reported ``degraded``. Returns
+        the write's status (``ok``, ``degraded``, ``skipped``).
         """
         identity, context = exchange.identity, exchange.context
         if not capture.finished or not identity.mode.writes or not self.settings.write_enabled:
-            return
+            return "skipped"
         user_text, reply = exchange.user_text, capture.text
         if not user_text and not reply:
-            return
+            return "skipped"
         model = capture.model or exchange.body.get("model")
         roles = tuple(r for r, t in (("user", user_text), ("assistant", reply)) if t)
         provenance = Provenance(request_id=context.request_id, model=model, roles=roles)
         try:
-            self.engine.remember_turn(identity.owner, user_text, reply, provenance)
-        except Exception:  # the reply is already delivered; losing the write is logged
-            log.exception("could not queue the memory write for %s", context.request_id)
+            status = await self.engine.remember(identity.owner, user_text, reply, provenance)
+        except Exception:  # memory never fails a request: the loss is logged and reported
+            log.exception("could not journal the memory write for %s", context.request_id)
+            status = "degraded"
+        if status == "degraded":
+            exchange.write["status"] = "degraded"
+        if self.observer is not None:
+            self.observer.write_done(status)
+        return status
 
 
 def clip_query(query: str) -> str:

@@ -72,8 +72,9 @@ def test_counters_move_across_a_scenario(make_proxy) -> None:
         before, "memproxy_kv_requests_total", result="off"
     ) == 2  # a remote upstream reuses no local KV state
     assert value(after, "memproxy_writes_total") - value(before, "memproxy_writes_total") == 2
-    assert value(after, "memproxy_writes_dropped_total") == 0
-    assert value(after, "memproxy_write_queue_depth") == 0
+    assert value(after, "memproxy_turn_writes_total", status="ok") - value(before, "memproxy_turn_writes_total", status="ok") == 2
+    assert value(after, "memproxy_turn_writes_total", status="degraded") == 0
+    assert value(after, "memproxy_journal_depth") == 0
     assert value(after, "memproxy_store_memories") >= 3
     assert value(after, "memproxy_store_owners") >= 1
     assert (("memproxy_scheduler_actions_total", (("action", "promote"),))) in after

@@ -55,7 +55,7 @@ class ChatServing:
             self.pipeline.upstream_done("chat", False, started, ok)
         capture = ReplyCapture()
         capture.add_completion(completion)
-        self.pipeline.remember(exchange, capture)
+        await self.pipeline.remember(exchange, capture)
         return completion
 
     async def stream(self, exchange: Exchange) -> AsyncIterator[bytes]:

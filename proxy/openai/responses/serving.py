@@ -73,7 +73,7 @@ class ResponsesServing:
             completion = await self.upstream.chat(to_chat_request(exchange.body), exchange.context)
             response = to_response(normalize_completion(completion), client_body)
         response = restore_instructions(response, client_body)
-        self.pipeline.remember(exchange, capture_output(response))
+        await self.pipeline.remember(exchange, capture_output(response))
         return response
 
     async def stream(self, exchange: Exchange, client_body: dict[str, Any]) -> AsyncIterator[bytes]:
