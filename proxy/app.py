@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from adapters import ollama_upstream
 from adapters.base import Upstream
@@ -30,6 +31,7 @@ from proxy.config import Settings
 from proxy.errors import install_handlers
 from proxy.identity import HeaderIdentityResolver, IdentityResolver
 from proxy.limits import LimitsMiddleware
+from proxy.mcp.mounted import MCPEndpoint, MountedMCP
 from proxy.memories import router as memories
 from proxy.middleware import RequestIdMiddleware
 from proxy.observability import router as observability
@@ -66,6 +68,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = await build_services(settings, engine, upstream, registry, identity, embedder)
         app.state.services = svc
+        app.state.mcp = MountedMCP(app, settings.host)
         log.info(
             "memproxy ready: upstream=%s memory placement=%s budget=%d",
             svc.upstream.name,
@@ -73,7 +76,8 @@ def create_app(
             settings.memory.token_budget,
         )
         try:
-            yield
+            async with app.state.mcp.run():
+                yield
         finally:
             await _close(svc, owns_engine=engine is None, owns_upstream=upstream is None)
 
@@ -82,6 +86,7 @@ def create_app(
     # portable before memories: /v1/memories/export is not a memory id
     for module in (chat, responses, embeddings, models, portable, memories, admin, health, observability, ollama):
         app.include_router(module.router)
+    app.router.routes.append(Route("/mcp", MCPEndpoint(), methods=["GET", "POST", "DELETE"]))  # docs/mcp.md
     app.add_middleware(LimitsMiddleware, settings=settings.limits)  # inside auth: an unauthenticated body is never read
     app.add_middleware(AuthMiddleware)
     app.add_middleware(RequestIdMiddleware)  # refusals carry a request id too

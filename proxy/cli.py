@@ -21,6 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands.add_parser("serve", help="run the proxy"))
     _add_keys(commands.add_parser("keys", help="create, list and revoke API keys (auth.mode: keys)"))
+    _add_mcp(commands.add_parser("mcp", help="an MCP server over stdio, for a running memproxy (docs/mcp.md)"))
     commands.add_parser("bench", help="run a benchmark (memproxy bench --help)")
     from proxy.portable.cli import add_commands as add_portable_commands  # its heavy imports are lazy
 
@@ -42,6 +43,26 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auth-mode", choices=("auto", "none", "keys"), help="auto (default): open on loopback only")
     parser.add_argument("--log-level")
     parser.set_defaults(handler=_serve)
+
+
+def _add_mcp(parser: argparse.ArgumentParser) -> None:
+    import os
+
+    parser.add_argument("--url", default=os.environ.get("MEMPROXY_URL", "http://127.0.0.1:8000"),
+                        help="the running memproxy (env MEMPROXY_URL)")
+    parser.add_argument("--api-key", default=os.environ.get("MEMPROXY_API_KEY"),
+                        help="a memproxy key when auth is on (env MEMPROXY_API_KEY; prefer the environment)")
+    parser.add_argument("--user", default=os.environ.get("MEMPROXY_USER"),
+                        help="the memory owner tools act as by default (env MEMPROXY_USER; a user key needs none)")
+    parser.set_defaults(handler=_mcp)
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    from proxy.mcp.stdio import run_stdio
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)  # stdout is the MCP channel
+    run_stdio(args.url, args.api_key, args.user)
+    return 0
 
 
 def _add_keys(parser: argparse.ArgumentParser) -> None:

@@ -34,6 +34,8 @@ def required_scope(method: str, path: str) -> str | None:
         return SCOPE_ADMIN
     if path.startswith("/api/") and path.removeprefix("/api/").split("/", 1)[0] in OLLAMA_MANAGEMENT:
         return SCOPE_ADMIN
+    if path == "/mcp":  # each tool call is checked again by the API route it calls (proxy/mcp/tools.py)
+        return SCOPE_READ
     if path == "/v1/memories" or path.startswith(("/v1/memories/", "/v1/users/")):
         if method in ("GET", "HEAD") or (method == "POST" and path in READ_ONLY_POSTS):
             return SCOPE_READ

@@ -22,6 +22,7 @@ from proxy.auth.principal import Principal, principal_of
 from proxy.errors import error_response
 from proxy.identity import named_owner
 from proxy.memories.protocol import AddMemoriesRequest, PatchMemoryRequest, SearchRequest
+from proxy.pipeline.blocks import render_core_block
 from proxy.services import services
 
 router = APIRouter()
@@ -98,6 +99,7 @@ async def list_memories(
             "tokens": core.tokens,
             "token_budget": engine.settings.core_token_budget,
             "injected_ids": [c.id for c in core.items],
+            "block": render_core_block(core.texts) if core.items else None,  # exactly as injected
             "decisions": [d.to_dict() for d in engine.scheduler.decisions(owner)],
         }
     return out
