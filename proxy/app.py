@@ -30,6 +30,7 @@ from proxy.auth.resolver import KeyIdentityResolver
 from proxy.config import Settings
 from proxy.errors import install_handlers
 from proxy.identity import HeaderIdentityResolver, IdentityResolver
+from proxy.inspector import router as inspector
 from proxy.limits import LimitsMiddleware
 from proxy.mcp.mounted import MCPEndpoint, MountedMCP
 from proxy.memories import router as memories
@@ -84,7 +85,7 @@ def create_app(
     app = FastAPI(title="memproxy", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     install_handlers(app)
     # portable before memories: /v1/memories/export is not a memory id
-    for module in (chat, responses, embeddings, models, portable, memories, admin, health, observability, ollama):
+    for module in (chat, responses, embeddings, models, portable, memories, admin, health, observability, inspector, ollama):
         app.include_router(module.router)
     app.router.routes.append(Route("/mcp", MCPEndpoint(), methods=["GET", "POST", "DELETE"]))  # docs/mcp.md
     app.add_middleware(LimitsMiddleware, settings=settings.limits)  # inside auth: an unauthenticated body is never read

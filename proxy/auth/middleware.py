@@ -28,7 +28,7 @@ OLLAMA_MANAGEMENT = frozenset({"pull", "push", "create", "delete", "copy", "blob
 
 def required_scope(method: str, path: str) -> str | None:
     """The scope a request needs (None: public). Anything not listed needs ``chat``."""
-    if path in PUBLIC_PATHS:
+    if path in PUBLIC_PATHS or path == "/ui" or path.startswith("/ui/"):  # the inspector's static files
         return None
     if path == "/v1/admin" or path.startswith("/v1/admin/") or path == "/metrics":
         return SCOPE_ADMIN
