@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.routing import Route
@@ -37,6 +38,7 @@ from proxy.memories import router as memories
 from proxy.middleware import RequestIdMiddleware
 from proxy.observability import router as observability
 from proxy.observability.metrics import Metrics, MetricsMiddleware
+from proxy.observability.tracing import OFF, Tracing, setup_tracing
 from proxy.ollama import router as ollama
 from proxy.ollama.serving import OllamaServing
 from proxy.openai.chat import router as chat
@@ -64,10 +66,11 @@ def create_app(
     registry: UpstreamRegistry | None = None,
     identity: IdentityResolver | None = None,
     embedder: Embedder | None = None,
+    span_exporter: Any = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = await build_services(settings, engine, upstream, registry, identity, embedder)
+        svc = await build_services(settings, engine, upstream, registry, identity, embedder, tracing)
         app.state.services = svc
         app.state.mcp = MountedMCP(app, settings.host)
         log.info(
@@ -81,9 +84,11 @@ def create_app(
                 yield
         finally:
             await _close(svc, owns_engine=engine is None, owns_upstream=upstream is None)
+            tracing.shutdown()
 
     app = FastAPI(title="memproxy", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     install_handlers(app)
+    tracing = setup_tracing(app, settings.observability.tracing, span_exporter)  # off: a no-op
     # portable before memories: /v1/memories/export is not a memory id
     for module in (chat, responses, embeddings, models, portable, memories, admin, health, observability, inspector, ollama):
         app.include_router(module.router)
@@ -102,6 +107,7 @@ async def build_services(
     registry: UpstreamRegistry | None,
     identity: IdentityResolver | None,
     embedder: Embedder | None = None,
+    tracing: Tracing = OFF,
 ) -> Services:
     auth = _authenticator(settings)  # first: a refused configuration starts nothing
     data_dir = settings.data_path
@@ -120,7 +126,7 @@ async def build_services(
     engine.writer.start()  # replays journaled writes a previous process left, in the background
     engine.scheduler.start()
     metrics = Metrics(engine, upstream, settings.observability.store_size_interval_s) if settings.observability.metrics else None
-    pipeline = MemoryPipeline(engine, counter, settings.memory, observer=metrics)
+    pipeline = MemoryPipeline(engine, counter, settings.memory, observer=metrics, tracing=tracing)
     # the openai backend sends upstream.model instead of the client's; others map it themselves
     override = settings.upstream.model if settings.resolved_provider() == "openai" else None
     return Services(

@@ -1,4 +1,4 @@
-"""The ``memproxy`` command: ``serve``, ``keys``, ``export``, ``import``, ``packs`` and ``bench``."""
+"""The ``memproxy`` command: ``serve``, ``keys``, ``mcp``, ``memories``, ``export``, ``import``, ``packs`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from proxy.portable.cli import add_commands as add_portable_commands  # its heavy imports are lazy
 
     add_portable_commands(commands)
+    from proxy.memories.cli import add_commands as add_memories_commands
+
+    add_memories_commands(commands)
     parsed = parser.parse_args(args)
     return int(parsed.handler(parsed) or 0)
 

@@ -42,6 +42,7 @@ from memory.engine import CoreSet, MemoryEngine, RecallResult
 from memory.settings import MemorySettings
 from memory.tokens import TokenCounter
 from proxy.identity import Identity
+from proxy.observability.tracing import OFF, Tracing
 from proxy.pipeline.blocks import MemoryBlocks, MemoryOutcome, render_block, render_core_block
 from proxy.pipeline.capture import ReplyCapture
 
@@ -112,16 +113,20 @@ class MemoryPipeline:
         settings: MemorySettings,
         *,
         observer: PipelineObserver | None = None,
+        tracing: Tracing = OFF,
     ) -> None:
         self.engine = engine
         self.counter = counter
         self.settings = settings
         self.observer = observer
+        self.tracing = tracing
 
     def upstream_done(self, front: str, stream: bool, started: float, ok: bool) -> None:
         """Report one upstream call that began at ``started`` (``time.perf_counter()``)."""
+        seconds = time.perf_counter() - started
+        self.tracing.record("memproxy.upstream", seconds, front=front, stream=stream, ok=ok)
         if self.observer is not None:
-            self.observer.upstream_done(front, stream, time.perf_counter() - started, ok)
+            self.observer.upstream_done(front, stream, seconds, ok)
 
     @property
     def placement(self) -> str:
@@ -167,7 +172,13 @@ class MemoryPipeline:
 
         started = time.perf_counter()
         try:
-            core, result = await asyncio.wait_for(asyncio.gather(self.engine.core(user), recalled()), timeout=deadline)
+            with self.tracing.span("memproxy.recall", query_chars=len(query)) as span:
+                core, result = await asyncio.wait_for(
+                    asyncio.gather(self.engine.core(user), recalled()), timeout=deadline
+                )
+                if span is not None:
+                    span.set_attribute("memproxy.recalled", len(result.items) if result is not None else 0)
+                    span.set_attribute("memproxy.core", len(core.items))
         except TimeoutError:
             log.warning("recall missed its %.0f ms deadline; forwarding without memories", deadline * 1000)
             self._degraded("timeout", started)
@@ -252,7 +263,10 @@ class MemoryPipeline:
         roles = tuple(r for r, t in (("user", user_text), ("assistant", reply)) if t)
         provenance = Provenance(request_id=context.request_id, model=model, roles=roles)
         try:
-            status = await self.engine.remember(identity.owner, user_text, reply, provenance)
+            with self.tracing.span("memproxy.write", chars=len(user_text) + len(reply)) as span:
+                status = await self.engine.remember(identity.owner, user_text, reply, provenance)
+                if span is not None:
+                    span.set_attribute("memproxy.write_status", status)
         except Exception:  # memory never fails a request: the loss is logged and reported
             log.exception("could not journal the memory write for %s", context.request_id)
             status = "degraded"
