@@ -170,7 +170,9 @@ async function loadCore() {
     tr.append(el("td", (d.at || "").replace("T", " ").slice(0, 19)), el("td", d.action), el("td", d.memory_id), el("td", d.reason));
     body.append(tr);
   }
-  if (!core.decisions.length) body.append(el("tr")).append(el("td", "no decisions yet"));
+  if (!core.decisions.length) {
+    const tr = el("tr"); const td = el("td", "no decisions yet"); td.colSpan = 4; tr.append(td); body.append(tr);
+  }
 }
 
 // ---------------------------------------------------------------- try a prompt
