@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install serve test lint bench-latency bench-locomo clean
+.PHONY: install browser serve test lint bench-latency bench-locomo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,18 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[local,test]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# The inspector's browser tests drive Debian's chromium through Playwright
+# (never `playwright install`, which downloads a browser). Idempotent; needs
+# root (CI runs as root) the first time only.
+browser:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 serve: $(STAMP)
 	$(BIN)/memproxy serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(ARGS)
 
 # ruff (pyflakes, import order, bugbear, pyupgrade) on everything; mypy on the shipped packages.

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from playwright.sync_api import expect
 
 from proxy.auth.keys import KeyStore
