@@ -23,6 +23,7 @@ from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, S
 from memory.embedder import Embedder
 from memory.encoding import encode
 from memory.errors import InvalidMemory, MemoryNotFound
+from memory.explain import RecallTrace
 from memory.extractor import FactExtractor
 from memory.forgetting import ForgetReceipt, drop_owner_caches
 from memory.journal import MEMORY, Entry, Journal, journal_path
@@ -352,6 +353,7 @@ class MemoryEngine:
         limit: int | None = None,
         record: bool = True,
         now: datetime | None = None,
+        trace: RecallTrace | None = None,
     ) -> RecallResult:
         budget = self.settings.token_budget if token_budget is None else token_budget
         max_items = self.settings.max_items if limit is None else limit
@@ -363,13 +365,22 @@ class MemoryEngine:
         candidates = await gather_candidates(self.store, owner_index, user, query, embedding, k)
         bridged = await self._bridge.scores(embedding, list(owner_index.cubes.values()), self.settings.min_score)
         when = query_time(query, now=now or utcnow())
-        ranked = rank(candidates, self.settings.min_score, bridged, query, len(owner_index.cubes), when)
+        ranked = rank(candidates, self.settings.min_score, bridged, query, len(owner_index.cubes), when, trace)
         if record:  # the scheduler's evidence (internal searches, e.g. the extractor's, are not)
             self.recalls.note(user, [c.id for c, _ in ranked[:max_items]])
+        if trace is not None:
+            for cube, _ in ranked:
+                if cube.tier == Tier.CORE.value:
+                    trace.cut(cube, "core")
         ranked = [(c, s) for c, s in ranked if c.tier != Tier.CORE.value]  # core is injected anyway
         if self.packs is not None:  # installed packs compete for the same budget (memory/packrecall.py)
             ranked = await with_pack_hits(self, self.packs, user, query, ranked, budget, max_items, now)
-        return pack(ranked, budget, max_items, self.counter.count)
+            if trace is not None:
+                for cube, score in ranked:
+                    if cube.id not in trace.candidates:
+                        entry = trace.candidate(cube)
+                        entry.source, entry.score = "pack", score
+        return pack(ranked, budget, max_items, self.counter.count, trace)
 
     async def core(self, user: str) -> CoreSet:
         """``user``'s core memories: active, oldest first, packed into

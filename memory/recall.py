@@ -55,6 +55,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 
 from memory.cube import META_KEY, MemCube
+from memory.explain import RecallTrace
 from memory.lexcache import OwnerIndex
 from memory.lexical import tokenize
 from memory.render import render_item
@@ -146,6 +147,7 @@ def rank(
     query: str = "",
     population: int = 0,
     when: QueryTime | None = None,
+    trace: RecallTrace | None = None,
 ) -> list[tuple[MemCube, float]]:
     """Context, gate, floor, order, and near-duplicate suppression.
 
@@ -155,19 +157,37 @@ def rank(
     does, memories down to ``ITEM_FLOOR_RATIO * min_score`` may fill the budget.
     """
     best = max([gate_score(c) for c in candidates] + [score for _, score in extra], default=-1.0)
-    if best < gate(min_score, population or len(candidates)):  # plain relevance, before any context
+    threshold = gate(min_score, population or len(candidates))
+    if trace is not None:
+        trace.gate, trace.best, trace.passed_gate = threshold, best, best >= threshold
+        for c in candidates:
+            trace.part(c.cube, "dense", c.cosine)
+            trace.part(c.cube, "lexical", LEXICAL_WEIGHT * c.lexical)
+        for cube, score in extra:
+            trace.part(cube, "standing", score)
+    if best < threshold:  # plain relevance, before any context
+        if trace is not None:
+            for entry in trace.candidates.values():
+                trace.cut(entry.cube, "gate")
         return []
     floor = min_score * ITEM_FLOOR_RATIO  # on plain relevance: context alone cannot bring a memory in
-    scored = merge_best(contextualise(candidates, query, floor, when), extra)
+    if trace is not None:
+        trace.floor = floor
+    scored = merge_best(contextualise(candidates, query, floor, when, trace), extra)
     plain = {c.cube.id: c.score for c in candidates}
     plain.update({cube.id: max(score, plain.get(cube.id, score)) for cube, score in extra})
     kept: list[tuple[MemCube, float, frozenset[str]]] = []
     by_prefix: dict[str, list[int]] = {}  # prefix filtering: twins share a prefix token
     frequency = Counter(w for cube, _ in scored for w in words_of(cube))
-    for cube, score in scored:
+    for n, (cube, score) in enumerate(scored):
         if len(kept) >= MAX_RANKED:
+            if trace is not None:
+                for late, _ in scored[n:]:
+                    trace.cut(late, "ranked_out")
             break
         if plain.get(cube.id, score) < floor:
+            if trace is not None:
+                trace.cut(cube, "floor")
             continue
         words = words_of(cube)
         prefix = _prefix(words, frequency)
@@ -187,9 +207,19 @@ def rank(
                 by_prefix.setdefault(token, []).append(len(kept))
             kept.append((cube, score, words))
         elif kept[twin][1] - score <= TIE_MARGIN and recency(cube) > recency(kept[twin][0]):
+            if trace is not None:  # newer wins
+                trace.cut(kept[twin][0], "near_duplicate", twin=cube.id)
             kept[twin] = (cube, score, words)
+        elif trace is not None:
+            trace.cut(cube, "near_duplicate", twin=kept[twin][0].id)
     ranked = [(cube, score) for cube, score, _ in kept]
     ranked.sort(key=_sort_key)
+    if trace is not None:
+        for cube, score in ranked:
+            trace.candidate(cube).score = score
+        for entry in trace.candidates.values():
+            if entry.score is None:
+                trace.cut(entry.cube, "floor")  # left out by contextualise: under the floor
     return ranked
 
 
@@ -224,7 +254,11 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z'-]+")
 
 
 def contextualise(
-    candidates: Sequence[Candidate], query: str = "", floor: float = -math.inf, when: QueryTime | None = None
+    candidates: Sequence[Candidate],
+    query: str = "",
+    floor: float = -math.inf,
+    when: QueryTime | None = None,
+    trace: RecallTrace | None = None,
 ) -> list[tuple[MemCube, float]]:
     """Fused scores lifted by their context, in rank order.
 
@@ -254,14 +288,22 @@ def contextualise(
         score = base[i]
         if cand.score < floor:  # context never brings a memory in (only lifts one that is in)
             continue
+        if trace is not None:
+            trace.part(cand.cube, "time", base[i] - cand.score)
         if NEIGHBOUR_WEIGHT:
             near = [base[j] for j in (i - 1, i + 1) if 0 <= j < len(ordered) and keys[j] == keys[i]]
             if near:
                 score += NEIGHBOUR_WEIGHT * max(near)
+                if trace is not None:
+                    trace.part(cand.cube, "neighbour", NEIGHBOUR_WEIGHT * max(near))
         if SESSION_WEIGHT:
             score += SESSION_WEIGHT * best_in_session[keys[i]]
+            if trace is not None:
+                trace.part(cand.cube, "session", SESSION_WEIGHT * best_in_session[keys[i]])
         if speakers and cand.cube.metadata.get("speaker") in speakers:
             score += SPEAKER_BOOST
+            if trace is not None:
+                trace.part(cand.cube, "speaker", SPEAKER_BOOST)
         out.append((cand.cube, score))
     out.sort(key=_sort_key)
     return out
@@ -339,7 +381,11 @@ def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
 
 
 def pack(
-    ranked: Sequence[tuple[MemCube, float]], budget: int, max_items: int, count: Callable[[str], int]
+    ranked: Sequence[tuple[MemCube, float]],
+    budget: int,
+    max_items: int,
+    count: Callable[[str], int],
+    trace: RecallTrace | None = None,
 ) -> RecallResult:
     """Greedily take items by score while they fit the token budget.
 
@@ -357,15 +403,22 @@ def pack(
     chosen: list[tuple[MemCube, float, int, int]] = []  # cube, score, full cost, body cost
     used = 0
     days: set[object] = set()
-    for cube, score in ranked:
+    for n, (cube, score) in enumerate(ranked):
         if len(chosen) >= max_items:
+            if trace is not None:
+                for late, _ in ranked[n:]:
+                    trace.cut(late, "limit")
             break
         full = cube.tokens if cube.tokens > 0 else count(render_item(cube))
         day = cube.event_time.date() if (GROUP_BY_DATE and cube.event_time is not None) else None
         body = full if day is None else min(full, _body_tokens(cube, count))
         cost = body if (day is not None and day in days) else full
         if used + cost > budget:
+            if trace is not None:
+                trace.cut(cube, "budget")
             continue
+        if trace is not None:
+            trace.candidate(cube).injected = True
         chosen.append((cube, score, full, body))
         used += cost
         if day is not None:

@@ -34,6 +34,7 @@ from proxy.identity import HeaderIdentityResolver, IdentityResolver
 from proxy.inspector import router as inspector
 from proxy.limits import LimitsMiddleware
 from proxy.mcp.mounted import MCPEndpoint, MountedMCP
+from proxy.memories import explain
 from proxy.memories import router as memories
 from proxy.middleware import RequestIdMiddleware
 from proxy.observability import router as observability
@@ -90,7 +91,7 @@ def create_app(
     install_handlers(app)
     tracing = setup_tracing(app, settings.observability.tracing, span_exporter)  # off: a no-op
     # portable before memories: /v1/memories/export is not a memory id
-    for module in (chat, responses, embeddings, models, portable, memories, admin, health, observability, inspector, ollama):
+    for module in (chat, responses, embeddings, models, portable, explain, memories, admin, health, observability, inspector, ollama):
         app.include_router(module.router)
     app.router.routes.append(Route("/mcp", MCPEndpoint(), methods=["GET", "POST", "DELETE"]))  # docs/mcp.md
     app.add_middleware(LimitsMiddleware, settings=settings.limits)  # inside auth: an unauthenticated body is never read

@@ -55,6 +55,11 @@ class MemoryMode(str, enum.Enum):
 class Identity:
     owner: Owner
     mode: MemoryMode
+    explain: bool = False  # X-Memory-Explain: 1 -> the recall is explained (proxy/pipeline/explain.py)
+
+
+def explain_requested(headers: Headers) -> bool:
+    return (headers.get("x-memory-explain") or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class IdentityResolver(Protocol):
@@ -70,7 +75,7 @@ class HeaderIdentityResolver:
     def resolve(self, headers: Headers, body: dict[str, Any], principal: Principal | None = None) -> Identity:
         user = header_id(headers, USER_HEADER) or body_user(body) or DEFAULT_USER
         check_id(user, USER_HEADER)
-        return Identity(Owner(user=user, session=session_of(headers)), self.mode(headers))
+        return Identity(Owner(user=user, session=session_of(headers)), self.mode(headers), explain_requested(headers))
 
     def mode(self, headers: Headers) -> MemoryMode:
         raw = headers.get("x-memory")

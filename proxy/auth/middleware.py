@@ -21,7 +21,7 @@ from proxy.errors import ProxyError, Unauthorized, error_response
 
 # Health checks, the API docs, and Ollama's "is it running" probe.
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
-READ_ONLY_POSTS = frozenset({"/v1/memories/search"})
+READ_ONLY_POSTS = frozenset({"/v1/memories/search", "/v1/memories/explain"})
 # Ollama model management relayed to the Ollama server (proxy/ollama/router.py): the operator's, not a user's.
 OLLAMA_MANAGEMENT = frozenset({"pull", "push", "create", "delete", "copy", "blobs"})
 

@@ -22,7 +22,16 @@ from starlette.datastructures import Headers
 from memory.cube import Owner
 from proxy.auth.principal import Principal
 from proxy.errors import Unauthorized
-from proxy.identity import USER_HEADER, HeaderIdentityResolver, Identity, body_user, check_id, header_id, session_of
+from proxy.identity import (
+    USER_HEADER,
+    HeaderIdentityResolver,
+    Identity,
+    body_user,
+    check_id,
+    explain_requested,
+    header_id,
+    session_of,
+)
 
 
 class KeyIdentityResolver:
@@ -39,4 +48,5 @@ class KeyIdentityResolver:
         assert key is not None
         named = named_header if key.kind == "user" else named_header or body_user(body)
         owner = principal.owner_for(named, param=USER_HEADER)
-        return Identity(Owner(user=owner, session=session_of(headers)), self._headers.mode(headers))
+        mode = self._headers.mode(headers)
+        return Identity(Owner(user=owner, session=session_of(headers)), mode, explain_requested(headers))

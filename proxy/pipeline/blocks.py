@@ -57,14 +57,20 @@ class MemoryOutcome:
     recalled: int = 0
     tokens: int = 0
     core: int = 0
+    explain_id: str | None = None  # X-Memory-Explain: 1 -> GET /v1/memories/explain/{explain_id}
+    explained: tuple[tuple[str, float], ...] = ()  # the injected ids and their scores, in order
 
     def headers(self) -> dict[str, str]:
-        return {
+        out = {
             "X-Memory-Status": self.status,
             "X-Memory-Recalled": str(self.recalled),
             "X-Memory-Tokens": str(self.tokens),
             "X-Memory-Core": str(self.core),
         }
+        if self.explain_id is not None:
+            out["X-Memory-Explain-Id"] = self.explain_id
+            out["X-Memory-Explain"] = ",".join(f"{i}={s:.6f}" for i, s in self.explained)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

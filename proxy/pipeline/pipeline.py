@@ -37,14 +37,16 @@ from typing import Any, Protocol
 
 from adapters.base import Activation, CallContext, close_stream
 from adapters.errors import UpstreamError
-from memory.cube import Provenance
+from memory.cube import Provenance, utcnow
 from memory.engine import CoreSet, MemoryEngine, RecallResult
+from memory.explain import RecallTrace
 from memory.settings import MemorySettings
 from memory.tokens import TokenCounter
 from proxy.identity import Identity
 from proxy.observability.tracing import OFF, Tracing
 from proxy.pipeline.blocks import MemoryBlocks, MemoryOutcome, render_block, render_core_block
 from proxy.pipeline.capture import ReplyCapture
+from proxy.pipeline.explain import Explanation, ExplanationLog, explanation
 
 log = logging.getLogger("memproxy.pipeline")
 
@@ -120,6 +122,7 @@ class MemoryPipeline:
         self.settings = settings
         self.observer = observer
         self.tracing = tracing
+        self.explanations = ExplanationLog()  # of chat requests sent with X-Memory-Explain: 1
 
     def upstream_done(self, front: str, stream: bool, started: float, ok: bool) -> None:
         """Report one upstream call that began at ``started`` (``time.perf_counter()``)."""
@@ -151,7 +154,7 @@ class MemoryPipeline:
             mode = identity.mode
             blocks = MemoryBlocks.empty("ok" if mode.reads or mode.writes else "off")
         else:
-            blocks = await self.recall(clip_query(query), identity)
+            blocks = await self.recall(clip_query(query), identity, explain_id=context.request_id)
         forwarded = place(body, blocks) if blocks else dict(body)
         if blocks.activation is not None:
             context = dataclasses.replace(context, activation=blocks.activation)
@@ -160,15 +163,24 @@ class MemoryPipeline:
             exchange.write["status"] = "degraded"  # the store writer is failing: this turn will be late
         return exchange
 
-    async def recall(self, query: str, identity: Identity, now: datetime | None = None) -> MemoryBlocks:
-        """The owner's core block and the block recalled for ``query``, under the deadline."""
+    async def recall(
+        self, query: str, identity: Identity, now: datetime | None = None, *, explain_id: str | None = None
+    ) -> MemoryBlocks:
+        """The owner's core block and the block recalled for ``query``, under the deadline.
+
+        With ``identity.explain``, the ranking fills a trace as it runs, kept
+        as this request's explanation under ``explain_id``.
+        """
         if not identity.mode.reads:
             return MemoryBlocks.empty("ok" if identity.mode.writes else "off")
         user = identity.owner.user
         deadline = self.settings.recall_deadline_ms / 1000
+        trace = RecallTrace() if identity.explain and explain_id is not None else None
+        if trace is not None:
+            now = now or utcnow()
 
         async def recalled() -> RecallResult | None:
-            return await self.engine.search(user, query, now=now) if query else None
+            return await self.engine.search(user, query, now=now, trace=trace) if query else None
 
         started = time.perf_counter()
         try:
@@ -190,7 +202,31 @@ class MemoryPipeline:
         blocks = self._render(user, core, result)
         if self.observer is not None:
             self.observer.recall_done(time.perf_counter() - started, blocks.outcome.recalled, blocks.outcome.tokens)
+        if trace is not None and explain_id is not None and now is not None:
+            body = explanation(query, now, self.settings.token_budget, core, result, trace)
+            self.explanations.put(explain_id, Explanation(user, body))
+            scored = tuple((i.cube.id, i.score) for i in (result.items if result is not None else []))
+            outcome = dataclasses.replace(blocks.outcome, explain_id=explain_id, explained=scored)
+            blocks = dataclasses.replace(blocks, outcome=outcome)
         return blocks
+
+    async def explain(
+        self, user: str, query: str, *, now: datetime | None = None, token_budget: int | None = None
+    ) -> dict[str, Any]:
+        """What :meth:`recall` would inject for ``query`` at ``now``, and why (``POST /v1/memories/explain``).
+
+        The same calls as a chat's recall, with a trace and without the
+        deadline (an explanation is asked for; it is not on a chat's clock).
+        """
+        query = clip_query(query)
+        now = now or utcnow()
+        trace = RecallTrace()
+        budget = self.settings.token_budget if token_budget is None else token_budget
+        core, result = await asyncio.gather(
+            self.engine.core(user),
+            self.engine.search(user, query, now=now, token_budget=token_budget, record=False, trace=trace),
+        )
+        return explanation(query, now, budget, core, result, trace)
 
     def _degraded(self, cause: str, started: float) -> None:
         if self.observer is not None:
