@@ -50,6 +50,11 @@ def test_every_command_against_a_keyed_server(make_proxy, tmp_path: Path, capsys
     edited = json.loads(out)
     assert edited["tier"] == "core" and edited["version"] == 2
     assert api.get(f"/v1/memories/{ids[1]}").json()["content"] == "My sister lives in Lisbon."
+    code, out, _ = run(capsys, "explain", "Can I eat peanut butter?", "--json")
+    explained = json.loads(out)
+    assert explained["injected"] == [ids[0]] and explained["core"]["ids"] == [ids[1]]
+    code, out, _ = run(capsys, "explain", "Can I eat peanut butter?", "--now", explained["now"])
+    assert code == 0 and "allergic to peanuts" in out and "version " + explained["core"]["version"] in out
     code, out, _ = run(capsys, "rm", ids[2])
     assert code == 0 and "deleted 1 memory" in out
     assert api.get(f"/v1/memories/{ids[2]}").status_code == 404
