@@ -18,6 +18,7 @@ forwarded as is.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -83,7 +84,12 @@ class OllamaServing:
         return out
 
     async def complete(self, path: str, exchange: Exchange) -> dict[str, Any]:
-        answer = await self.client.post(path, exchange.body, exchange.context)
+        started, ok = time.perf_counter(), False
+        try:
+            answer = await self.client.post(path, exchange.body, exchange.context)
+            ok = True
+        finally:
+            self.pipeline.upstream_done("ollama", False, started, ok)
         translator = LineTranslator(path)
         translator.add(answer)
         await self.pipeline.remember(exchange, translator.capture)

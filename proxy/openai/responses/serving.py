@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -63,15 +64,20 @@ class ResponsesServing:
 
     async def create(self, exchange: Exchange, client_body: dict[str, Any]) -> dict[str, Any]:
         response = None
-        if self._native is not False:
-            try:
-                response = await self._native_upstream().responses(exchange.body, exchange.context)
-                self._learn(True)
-            except UpstreamUnsupported as exc:
-                self._fallback(exc)
-        if response is None:
-            completion = await self.upstream.chat(to_chat_request(exchange.body), exchange.context)
-            response = to_response(normalize_completion(completion), client_body)
+        started, ok = time.perf_counter(), False
+        try:
+            if self._native is not False:
+                try:
+                    response = await self._native_upstream().responses(exchange.body, exchange.context)
+                    self._learn(True)
+                except UpstreamUnsupported as exc:
+                    self._fallback(exc)
+            if response is None:
+                completion = await self.upstream.chat(to_chat_request(exchange.body), exchange.context)
+                response = to_response(normalize_completion(completion), client_body)
+            ok = True
+        finally:
+            self.pipeline.upstream_done("responses", False, started, ok)
         response = restore_instructions(response, client_body)
         await self.pipeline.remember(exchange, capture_output(response))
         return response
