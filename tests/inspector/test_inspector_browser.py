@@ -101,7 +101,8 @@ def test_inspector_end_to_end(make_proxy, tmp_path: Path, browser) -> None:
     assert api.get(f"/v1/memories/{memory_id}").json()["tier"] == "core"
     core = api.get("/v1/memories", params={"tier": "core"}).json()["core"]
     assert core["injected_ids"] == [memory_id]
-    assert page.text_content("#core-block") == core["block"]
+    expect(page.locator("#core-block")).to_contain_text("near the river")
+    assert page.text_content("#core-block") == core["block"]  # byte for byte, as injected
     assert core["version"] in page.text_content("#core-meta")
     assert page.text_content("#d-pin") == "Unpin from core"
     shot("04-pinned")

@@ -134,16 +134,16 @@ async function showMemory(id) {
 async function saveMemory() {
   const m = state.selected;
   const updated = await api("PATCH", `/v1/memories/${encodeURIComponent(m.id)}`, { body: { content: $("d-content").value } });
-  say(`Saved: version ${updated.version}.`);
   await refreshAll(updated.id);
+  say(`Saved: version ${updated.version}.`);
 }
 
 async function togglePin() {
   const m = state.selected;
   const tier = m.tier === "core" ? "recall" : "core";
   await api("PATCH", `/v1/memories/${encodeURIComponent(m.id)}`, { body: { tier } });
-  say(tier === "core" ? "Pinned to core." : "Unpinned from core.");
   await refreshAll(m.id);
+  say(tier === "core" ? "Pinned to core." : "Unpinned from core.");
 }
 
 async function deleteMemory() {
@@ -152,8 +152,8 @@ async function deleteMemory() {
   await api("DELETE", `/v1/memories/${encodeURIComponent(m.id)}`);
   state.selected = null;
   $("detail-section").hidden = true;
-  say("Deleted.");
   await refreshAll(null);
+  say("Deleted.");
 }
 
 // ---------------------------------------------------------------- core, scheduler
@@ -204,8 +204,8 @@ async function forgetUser() {
   const done = await api("DELETE", `/v1/users/${encodeURIComponent(name)}/memories`);
   $("forget-confirm").value = "";
   $("forget").disabled = true;
-  say(`Forgot ${name}: ${done.deleted} memories erased.`);
   await refreshAll(null);
+  say(`Forgot ${name}: ${done.deleted} memories erased.`);
 }
 
 async function counters() {
