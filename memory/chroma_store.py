@@ -34,6 +34,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 COLLECTION_PREFIX = "mp_"
 WRITE_BATCH = 1000
+# Rows per read. Chroma answers a ``get`` with one SQL statement holding a
+# variable per row, and SQLite refuses more than 32,766 of them ("too many
+# SQL variables"), so every read that can touch many rows goes in pages.
+READ_PAGE = 2000
+# Consecutive pages overlap by this many rows (duplicates are dropped): a
+# memory deleted or archived while an owner is read shifts the later rows
+# down, and without the overlap the row shifted over the page edge is missed.
+PAGE_OVERLAP = 64
 DEFAULT_TIMEOUT_S = 10.0
 PING_TIMEOUT_S = 3.0
 HTTP_CONNECT_TIMEOUT_S = 2.0
@@ -169,6 +177,38 @@ class ChromaStore:
                     metadatas=[to_metadata(cubes[i]) for i in chunk],
                 )
 
+    def _page_sync(
+        self, user: str, where: dict[str, Any] | None, include: list[str], offset: int, limit: int
+    ) -> dict[str, Any] | None:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None:
+            return None
+        return dict(collection.get(where=where, include=include, offset=offset, limit=limit))
+
+    async def _paged(self, user: str, where: dict[str, Any] | None, include: list[str]) -> dict[str, list[Any]]:
+        """Every row of ``user`` matching ``where``, read in overlapping pages
+        (each page a call of its own, under the store's deadline); ids unique."""
+        out: dict[str, list[Any]] = {"ids": [], **{field: [] for field in include}}
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            page = await self._call(self._page_sync, user, where, include, offset, READ_PAGE)
+            if page is None:
+                return out
+            ids = list(page["ids"])
+            columns = {field: page.get(field) for field in include}
+            for n, memory_id in enumerate(ids):
+                if memory_id in seen:
+                    continue
+                seen.add(memory_id)
+                out["ids"].append(memory_id)
+                for field in include:
+                    column = columns[field]
+                    out[field].append(column[n] if column is not None else None)
+            if len(ids) < READ_PAGE:
+                return out
+            offset += READ_PAGE - PAGE_OVERLAP
+
     def _get_sync(self, memory_id: str) -> MemCube | None:
         key = owner_key_of_id(memory_id)
         collection = self._collection(key, create=False) if key else None
@@ -237,36 +277,23 @@ class ChromaStore:
         collection = self._collection(owner_key(user), create=False)
         if collection is None or not ids:
             return {}
-        result = collection.get(ids=list(ids), include=["embeddings"])
-        vectors = np.asarray(result["embeddings"], dtype=np.float32)
-        if vectors.size == 0:
-            return {}
         query = embedding.reshape(-1).astype(np.float32)
-        norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(query))
-        sims = (vectors @ query) / np.maximum(norms, 1e-12)
-        return {memory_id: float(s) for memory_id, s in zip(result["ids"], sims)}
+        out: dict[str, float] = {}
+        for start in range(0, len(ids), READ_PAGE):
+            result = collection.get(ids=list(ids[start : start + READ_PAGE]), include=["embeddings"])
+            vectors = np.asarray(result["embeddings"], dtype=np.float32)
+            if vectors.size == 0:
+                continue
+            norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(query))
+            sims = (vectors @ query) / np.maximum(norms, 1e-12)
+            out.update({memory_id: float(s) for memory_id, s in zip(result["ids"], sims)})
+        return out
 
-    def _list_sync(
-        self, user: str, limit: int, after: str | None, tier: str | None
-    ) -> tuple[list[MemCube], bool]:
+    def _rows_by_id_sync(self, user: str, ids: list[str]) -> list[MemCube]:
         collection = self._collection(owner_key(user), create=False)
-        if collection is None:
-            return [], False
-        where = {"tier": tier} if tier else None
-        ids = sorted(collection.get(where=where, include=[])["ids"])
-        start = bisect.bisect_right(ids, after) if after else 0
-        page = ids[start : start + limit]
-        if not page:
-            return [], False
-        rows = {c.id: c for c in _rows(collection.get(ids=page, include=["documents", "metadatas"]))}
-        return [rows[i] for i in page if i in rows], start + limit < len(ids)
-
-    def _all_active_sync(self, user: str) -> list[MemCube]:
-        collection = self._collection(owner_key(user), create=False)
-        if collection is None:
+        if collection is None or not ids:
             return []
-        result = collection.get(where={"state": State.ACTIVE.value}, include=["documents", "metadatas"])
-        return _rows(result)
+        return _rows(collection.get(ids=ids, include=["documents", "metadatas"]))
 
     def _ping_sync(self) -> None:
         self._client_sync().heartbeat()
@@ -295,25 +322,27 @@ class ChromaStore:
     async def similarities(self, user: str, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         return await self._call(self._similarities_sync, user, embedding, list(ids))
 
-    async def vectors(self, user: str) -> dict[str, np.ndarray]:
-        """Every stored embedding of ``user`` by memory id (for in-memory scoring)."""
-        return await self._call(self._vectors_sync, user)
-
-    def _vectors_sync(self, user: str) -> dict[str, np.ndarray]:
-        collection = self._collection(owner_key(user), create=False)
-        if collection is None:
-            return {}
-        result = collection.get(include=["embeddings"])
-        vectors = np.asarray(result["embeddings"], dtype=np.float32)
-        return {memory_id: vectors[i] for i, memory_id in enumerate(result["ids"])}
-
     async def list(
         self, user: str, limit: int, after: str | None = None, tier: str | None = None
     ) -> tuple[list[MemCube], bool]:
-        return await self._call(self._list_sync, user, limit, after, tier)
+        ids = sorted((await self._paged(user, {"tier": tier} if tier else None, []))["ids"])
+        start = bisect.bisect_right(ids, after) if after else 0
+        page = ids[start : start + limit]
+        rows: dict[str, MemCube] = {}
+        for at in range(0, len(page), READ_PAGE):
+            chunk = await self._call(self._rows_by_id_sync, user, page[at : at + READ_PAGE])
+            rows.update({c.id: c for c in chunk})
+        return [rows[i] for i in page if i in rows], start + limit < len(ids)
 
     async def all_active(self, user: str) -> list[MemCube]:
-        return await self._call(self._all_active_sync, user)
+        result = await self._paged(user, {"state": State.ACTIVE.value}, ["documents", "metadatas"])
+        return _rows(result)
+
+    async def active_with_vectors(self, user: str) -> tuple[list[MemCube], list[np.ndarray]]:
+        """Every active memory of ``user`` with its stored embedding (for in-memory scoring)."""
+        result = await self._paged(user, {"state": State.ACTIVE.value}, ["documents", "metadatas", "embeddings"])
+        vectors = [np.asarray(v, dtype=np.float32).reshape(-1) for v in result["embeddings"]]
+        return _rows(result), vectors
 
     async def ping(self) -> None:
         await self._call(self._ping_sync, timeout_s=PING_TIMEOUT_S)

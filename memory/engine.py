@@ -7,14 +7,17 @@ in step, runs hybrid recall, and owns the background turn writer.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 
 from memory.chroma_store import ChromaStore
 from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, utcnow
@@ -22,18 +25,20 @@ from memory.embedder import Embedder
 from memory.encoding import encode
 from memory.errors import InvalidMemory, MemoryNotFound
 from memory.extractor import FactExtractor
-from memory.lexcache import LexicalCache
+from memory.lexcache import LexicalCache, OwnerIndex
 from memory.recall import (
     DATES_KEY,
+    Candidate,
     RecallResult,
     Recalled,
     candidate_count,
-    gather_candidates,
     pack,
     rank,
+    rank_view,
 )
 from memory.render import render_item
-from memory.standing import DomainBridge
+from memory.standing import DOMAIN_FLOOR, DomainBridge, bridge_scores
+from memory.timeparse import QueryTime
 from memory.scheduler import MemScheduler, RecallLog
 from memory.store import MemoryStore
 from memory.timeparse import query_time, resolve_relative
@@ -97,6 +102,8 @@ class CoreSet:
 
 EMPTY_CORE_VERSION = "0"
 CORE_PAGE = 500
+RECALL_THREADS = 4  # recall's CPU work (ranking, index fills) runs here, never on the event loop
+PROFILE_CHUNK = 256  # standing facts profiled per embedding call in a backfill
 
 
 def core_version(cubes: Sequence[MemCube]) -> str:
@@ -181,9 +188,13 @@ class MemoryEngine:
         self.counter = counter or TokenCounter()
         self._owns_embedder = owns_embedder
         self._ids = IdFactory()
-        local = getattr(store, "local", False)  # a shared server may be written by others
-        self._lexical = LexicalCache(store.all_active, load_vectors=getattr(store, "vectors", None) if local else None)
-        self._bridge = DomainBridge(embedder.embed_query)  # on the recall path
+        self._pool = ThreadPoolExecutor(max_workers=RECALL_THREADS, thread_name_prefix="memproxy-recall")
+        self._local = bool(getattr(store, "local", False))  # a shared server may be written by others
+        self._lexical = LexicalCache(
+            self._load_owner, self._pool, capacity=settings.index_cache_memories, keep_vectors=self._local
+        )
+        self._bridge = DomainBridge(embedder.embed_query, embedder.embed)
+        self._backfills: dict[str, asyncio.Task[None]] = {}
         self.writer = TurnWriter(
             self._write_turns, maxsize=settings.write_queue_size, linger_s=settings.write_linger_ms / 1000
         )
@@ -239,9 +250,18 @@ class MemoryEngine:
         )
         return self._token_count(stamp_dates(cube))
 
+    async def _load_owner(self, user: str) -> tuple[list[MemCube], list[np.ndarray] | None]:
+        """An owner's active memories for its index (with vectors from a local store)."""
+        active_with_vectors = getattr(self.store, "active_with_vectors", None)
+        if self._local and active_with_vectors is not None:
+            cubes, vectors = await active_with_vectors(user)
+            return cubes, vectors
+        return await self.store.all_active(user), None
+
     async def _store_new(self, cubes: list[MemCube]) -> list[MemCube]:
         if not cubes:
             return []
+        cubes = await self._bridge.stamp(cubes)
         embeddings = await encode(self.embedder.embed, [c.content for c in cubes])
         await self.store.add(cubes, embeddings)
         for user in {c.owner.user for c in cubes if c.tier == Tier.CORE.value}:
@@ -273,16 +293,79 @@ class MemoryEngine:
         if not query or not query.strip() or budget <= 0 or max_items <= 0:
             return RecallResult(items=[], tokens=0)
         embedding = (await self.embedder.embed_query([query]))[0]
-        k = candidate_count(max_items)
-        owner_index = await self._lexical.index(user)
-        candidates = await gather_candidates(self.store, owner_index, user, query, embedding, k)
-        bridged = await self._bridge.scores(embedding, list(owner_index.cubes.values()), self.settings.min_score)
-        when = query_time(query, now=utcnow())
-        ranked = rank(candidates, self.settings.min_score, bridged, query, len(owner_index.cubes), when)
+        ranked = await self._ranked(user, query, embedding, candidate_count(max_items), query_time(query, now=utcnow()))
         if record:  # the scheduler's evidence (internal searches, e.g. the extractor's, are not)
             self.recalls.note(user, [c.id for c, _ in ranked[:max_items]])
         ranked = [(c, s) for c, s in ranked if c.tier != Tier.CORE.value]  # core is injected anyway
-        return pack(ranked, budget, max_items, self.counter.count)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, pack, ranked, budget, max_items, self.counter.count)
+
+    async def _ranked(
+        self, user: str, query: str, embedding: np.ndarray, k: int, when: QueryTime | None
+    ) -> list[tuple[MemCube, float]]:
+        """Hybrid recall of ``query`` over ``user``'s memories, ranked; the CPU
+        work runs on the recall pool, so the event loop keeps serving and a
+        caller's deadline bounds the wait."""
+        index = await self._lexical.index(user)
+        domains = await self._bridge.query_domains(embedding)
+        if float(domains.max()) >= DOMAIN_FLOOR:
+            await self._profile_standing(user, index)
+        min_score = self.settings.min_score
+
+        def everything(ix: OwnerIndex) -> list[tuple[MemCube, float]] | None:
+            view = ix.view()
+            if view is None:
+                return None
+            bridged = bridge_scores(domains, ix.profiles, ix.cubes, min_score)
+            return rank_view(view, ix.bm25, query, embedding, min_score, bridged, len(ix.cubes), when)
+
+        ranked = await self._lexical.read(index, everything)
+        if ranked is not None:
+            return ranked
+        # no vectors in process (a shared store): top-k dense from the store + top-k lexical
+        dense = await self.store.query(user, embedding, k)
+
+        def lexical_top(ix: OwnerIndex) -> tuple[dict[str, float], dict[str, MemCube]]:
+            scores = ix.bm25.scores(query)
+            top = sorted(scores, key=scores.__getitem__, reverse=True)[:k]
+            return scores, {i: ix.cubes[i] for i in top if i in ix.cubes}
+
+        lexical, lexical_cubes = await self._lexical.read(index, lexical_top)
+        cosines = {cube.id: cos for cube, cos in dense}
+        cubes = {cube.id: cube for cube, _ in dense}
+        missing = [i for i in lexical_cubes if i not in cosines]
+        if missing:
+            cosines.update(await self.store.similarities(user, embedding, missing))
+            cubes.update({i: lexical_cubes[i] for i in missing if i in cosines})
+        candidates = [Candidate(cube, cosines[i], lexical.get(i, 0.0)) for i, cube in cubes.items()]
+
+        def ranked_candidates(ix: OwnerIndex) -> list[tuple[MemCube, float]]:
+            bridged = bridge_scores(domains, ix.profiles, ix.cubes, min_score)
+            return rank(candidates, min_score, bridged, query, len(ix.cubes), when)
+
+        return await self._lexical.read(index, ranked_candidates)
+
+    async def _profile_standing(self, user: str, index: OwnerIndex) -> None:
+        """Profile the owner's standing facts stored without one (rows written
+        before profiles were stored), once, on the bulk embedding lane: other
+        owners' queries never wait for it. Shielded, so a recall that misses
+        its deadline does not throw the work away."""
+        task = self._backfills.get(user)
+        if task is None:
+            missing = await self._lexical.read(index, OwnerIndex.unprofiled)
+            if not missing:
+                return
+            task = self._backfills.get(user)  # another recall may have started it meanwhile
+            if task is None:
+                task = asyncio.create_task(self._fill_profiles(user, missing), name=f"memproxy-profiles-{user}")
+                self._backfills[user] = task
+                task.add_done_callback(lambda _: self._backfills.pop(user, None))
+        await asyncio.shield(task)
+
+    async def _fill_profiles(self, user: str, cubes: list[MemCube]) -> None:
+        for start in range(0, len(cubes), PROFILE_CHUNK):
+            chunk = cubes[start : start + PROFILE_CHUNK]
+            self._lexical.profiled(user, chunk, await self._bridge.profiles(chunk))
 
     async def core(self, user: str) -> CoreSet:
         """``user``'s core memories: active, oldest first, packed into
@@ -298,7 +381,13 @@ class MemoryEngine:
             if not more or not page:
                 break
             after = page[-1].id
-        cubes.sort(key=lambda c: c.id)
+        loop = asyncio.get_running_loop()
+        core = await loop.run_in_executor(self._pool, self._pack_core, cubes)
+        self._core[user] = core
+        return core
+
+    def _pack_core(self, cubes: list[MemCube]) -> CoreSet:
+        cubes = sorted(cubes, key=lambda c: c.id)
         budget = self.settings.core_token_budget
         kept: list[MemCube] = []
         used = 0
@@ -308,9 +397,7 @@ class MemoryEngine:
                 continue
             kept.append(cube)
             used += tokens
-        core = CoreSet(kept, core_version(kept), used)
-        self._core[user] = core
-        return core
+        return CoreSet(kept, core_version(kept), used)
 
     def invalidate_core(self, user: str) -> None:
         self._core.pop(user, None)
@@ -347,12 +434,16 @@ class MemoryEngine:
             changes["tier"] = _choice(patch.tier, TIERS, "tier")
         if patch.state is not None:
             changes["state"] = _choice(patch.state, STATES, "state")
+        if changes.get("content", cube.content) != cube.content:
+            changes.update(standing=None, domains=())  # stamped again on update
         updated = cube.evolve(**changes, version=cube.version + 1, updated_at=utcnow())
         return self._token_count(stamp_dates(updated))
 
     async def update(self, memory_id: str, patch: MemoryPatch) -> MemCube:
         cube = await self.get(memory_id)
         updated = self._patched(cube, patch)
+        if updated.standing is None:
+            updated = (await self._bridge.stamp([updated]))[0]
         embedding = None
         if updated.content != cube.content:
             embedding = (await encode(self.embedder.embed, [updated.content]))[0]
@@ -421,6 +512,9 @@ class MemoryEngine:
         await self.writer.aclose()
         if self.extractor is not None:
             await self.extractor.aclose()
+        for task in list(self._backfills.values()):
+            task.cancel()
         await self.store.aclose()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         if self._owns_embedder:
             self.embedder.close()

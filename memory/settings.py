@@ -56,5 +56,6 @@ class MemorySettings(BaseModel):
     write_queue_size: int = 10_000
     write_linger_ms: int = 100
     core_token_budget: int = 1024  # most tokens (cl100k) of core memories injected on every request
+    index_cache_memories: int = 500_000  # memories kept in the in-process recall indexes, over all owners
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     extractor: ExtractorSettings = Field(default_factory=ExtractorSettings)
