@@ -12,6 +12,7 @@ BENCHMARKS = {
     "latency": ("bench.latency", "added latency of the proxy vs calling the upstream directly"),
     "ttft": ("bench.ttft", "time to first token with vs without activation memory (llama.cpp KV caches)"),
     "locomo": ("bench.locomo", "evidence recall of memory search on LoCoMo, with BM25 and dense baselines"),
+    "scale": ("bench.scale", "cold and warm search, RSS and ingest rate against owner size (one owner, a restart per size)"),
 }
 
 

@@ -32,6 +32,7 @@ from memory.errors import MemoryEngineError, StoreUnavailable
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 COLLECTION_PREFIX = "mp_"
 WRITE_BATCH = 1000
 # Rows per read. Chroma answers a ``get`` with one SQL statement holding a
@@ -84,6 +85,15 @@ def _rows(result: dict[str, Any]) -> list[MemCube]:
     docs = result.get("documents") or []
     metas = result.get("metadatas") or []
     return [from_record(i, d or "", dict(m or {})) for i, d, m in zip(result["ids"], docs, metas)]
+
+
+def _ids(result: dict[str, Any]) -> list[str]:
+    return list(result["ids"])
+
+
+def _rows_with_vectors(result: dict[str, Any]) -> list[tuple[MemCube, np.ndarray]]:
+    vectors = np.asarray(result["embeddings"], dtype=np.float32)
+    return list(zip(_rows(result), vectors))
 
 
 class ChromaStore:
@@ -178,33 +188,38 @@ class ChromaStore:
                 )
 
     def _page_sync(
-        self, user: str, where: dict[str, Any] | None, include: list[str], offset: int, limit: int
-    ) -> dict[str, Any] | None:
+        self,
+        user: str,
+        where: dict[str, Any] | None,
+        include: list[str],
+        offset: int,
+        convert: Callable[[dict[str, Any]], list[R]],
+    ) -> tuple[list[str], list[R]] | None:
         collection = self._collection(owner_key(user), create=False)
         if collection is None:
             return None
-        return dict(collection.get(where=where, include=include, offset=offset, limit=limit))
+        page = dict(collection.get(where=where, include=include, offset=offset, limit=READ_PAGE))
+        return list(page["ids"]), convert(page)
 
-    async def _paged(self, user: str, where: dict[str, Any] | None, include: list[str]) -> dict[str, list[Any]]:
+    async def _paged(
+        self, user: str, where: dict[str, Any] | None, include: list[str], convert: Callable[[dict[str, Any]], list[R]]
+    ) -> list[R]:
         """Every row of ``user`` matching ``where``, read in overlapping pages
-        (each page a call of its own, under the store's deadline); ids unique."""
-        out: dict[str, list[Any]] = {"ids": [], **{field: [] for field in include}}
+        (each page a call of its own, under the store's deadline; ``convert``
+        turns a page into rows on the store's threads), each id once."""
+        out: list[R] = []
         seen: set[str] = set()
         offset = 0
         while True:
-            page = await self._call(self._page_sync, user, where, include, offset, READ_PAGE)
+            page = await self._call(self._page_sync, user, where, include, offset, convert)
             if page is None:
                 return out
-            ids = list(page["ids"])
-            columns = {field: page.get(field) for field in include}
-            for n, memory_id in enumerate(ids):
-                if memory_id in seen:
-                    continue
-                seen.add(memory_id)
-                out["ids"].append(memory_id)
-                for field in include:
-                    column = columns[field]
-                    out[field].append(column[n] if column is not None else None)
+            ids, rows = page
+            if seen.isdisjoint(ids):
+                out.extend(rows)
+            else:
+                out.extend(row for memory_id, row in zip(ids, rows) if memory_id not in seen)
+            seen.update(ids)
             if len(ids) < READ_PAGE:
                 return out
             offset += READ_PAGE - PAGE_OVERLAP
@@ -325,7 +340,7 @@ class ChromaStore:
     async def list(
         self, user: str, limit: int, after: str | None = None, tier: str | None = None
     ) -> tuple[list[MemCube], bool]:
-        ids = sorted((await self._paged(user, {"tier": tier} if tier else None, []))["ids"])
+        ids = sorted(await self._paged(user, {"tier": tier} if tier else None, [], _ids))
         start = bisect.bisect_right(ids, after) if after else 0
         page = ids[start : start + limit]
         rows: dict[str, MemCube] = {}
@@ -335,14 +350,13 @@ class ChromaStore:
         return [rows[i] for i in page if i in rows], start + limit < len(ids)
 
     async def all_active(self, user: str) -> list[MemCube]:
-        result = await self._paged(user, {"state": State.ACTIVE.value}, ["documents", "metadatas"])
-        return _rows(result)
+        return await self._paged(user, {"state": State.ACTIVE.value}, ["documents", "metadatas"], _rows)
 
     async def active_with_vectors(self, user: str) -> tuple[list[MemCube], list[np.ndarray]]:
         """Every active memory of ``user`` with its stored embedding (for in-memory scoring)."""
-        result = await self._paged(user, {"state": State.ACTIVE.value}, ["documents", "metadatas", "embeddings"])
-        vectors = [np.asarray(v, dtype=np.float32).reshape(-1) for v in result["embeddings"]]
-        return _rows(result), vectors
+        include = ["documents", "metadatas", "embeddings"]
+        rows = await self._paged(user, {"state": State.ACTIVE.value}, include, _rows_with_vectors)
+        return [cube for cube, _ in rows], [vector for _, vector in rows]
 
     async def ping(self) -> None:
         await self._call(self._ping_sync, timeout_s=PING_TIMEOUT_S)
