@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
                 done["ingests"][str(size)] = _step("ingest", where, data, done["held"], size)
                 done["held"] = size
                 ledger.write_text(json.dumps(done))
-            elif size < done["held"] and str(size) not in done["ingests"]:
-                raise SystemExit(f"{where} already holds {done['held']} memories; use a new --dir for {size}")
+            elif size < done["held"]:
+                print(f"{where} holds {done['held']} memories: {size} is not probed again", flush=True)
+                continue
             probe = _step("probe", where, data, args.searches)
             rows.append({"rows": size, **done["ingests"][str(size)], **probe})
             print(render_row(rows[-1]), flush=True)

@@ -316,8 +316,11 @@ class ChromaStore:
     # -- async API ------------------------------------------------------------
 
     async def add(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
-        if cubes:
-            await self._call(self._add_sync, list(cubes), np.asarray(embeddings, dtype=np.float32))
+        """Each ``WRITE_BATCH`` rows are one call of their own, under the store's deadline."""
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        for start in range(0, len(cubes), WRITE_BATCH):
+            chunk = list(cubes[start : start + WRITE_BATCH])
+            await self._call(self._add_sync, chunk, embeddings[start : start + WRITE_BATCH])
 
     async def get(self, memory_id: str) -> MemCube | None:
         return await self._call(self._get_sync, memory_id)
