@@ -26,6 +26,7 @@ from memory.encoding import encode
 from memory.errors import InvalidMemory, MemoryNotFound
 from memory.extractor import FactExtractor
 from memory.lexcache import LexicalCache, OwnerIndex
+from memory.longlived import settle
 from memory.recall import (
     DATES_KEY,
     Candidate,
@@ -222,6 +223,7 @@ class MemoryEngine:
             store = ChromaStore.embedded(path)
         engine = cls(settings, store, embedder, owns_embedder=owns)
         await embedder.warmup()
+        settle()  # the models live as long as the process (memory/longlived.py)
         return engine
 
     # -- writing --------------------------------------------------------------

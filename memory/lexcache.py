@@ -38,12 +38,15 @@ import numpy as np
 
 from memory.cube import MemCube, State
 from memory.lexical import BM25Index
+from memory.longlived import settle
 from memory.standing import is_standing
 from memory.view import OwnerView
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY = 500_000  # memories over all cached owners
+# filled objects are settled (memory/longlived.py) every this many memories
+FREEZE_EVERY = 10_000
 T = TypeVar("T")
 Rows = tuple[list[MemCube], Sequence[np.ndarray] | None]
 
@@ -131,7 +134,10 @@ class OwnerIndex:
         with self.lock:
             for n, cube in enumerate(cubes):
                 self.upsert(cube, vectors[n] if vectors is not None else None)
+                if n % FREEZE_EVERY == FREEZE_EVERY - 1:
+                    settle()
             self.sync()
+        settle()
 
     def flush(self) -> None:
         """Apply queued changes unless a reader holds the lock (it will)."""

@@ -1,38 +1,20 @@
 """Large owners: a restart over 40,000 memories, and recall that never holds up the server.
 
-The 40,000 rows are written straight through the store's batch path (what
-``POST /v1/memories`` ends in) so the test stays fast: their vectors are the
-real embeddings of a few sentences, reused row by row (each row's text is
-its sentence plus a row number), written without the standing-fact fields,
-as rows from before those were stored. The memories the assertions are about
-go through the HTTP API like any other.
+The 40,000 rows come from :mod:`tests.bigstore` (written once per session
+straight through the store's batch path, so the test stays fast); the
+memories the assertions are about go through the HTTP API like any other.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
 import memory.engine
-from memory.chroma_store import ChromaStore
-from memory.encoding import encode
-from tests.memory.memory_helpers import bulk_cubes, cycled
-
-BIG = 40_000
-FILLER = [
-    "We talked about the weather and the weekend plans",
-    "The train was late again this morning",
-    "I finished reading a long novel about sailors",
-    "Our team reviewed the quarterly roadmap",
-    "The garden needs watering twice a week in summer",
-]
-
 
 def _memories(url: str, user: str, contents: list[str]) -> None:
     body = {"user": user, "memories": [{"content": c} for c in contents]}
@@ -49,22 +31,11 @@ def _chat(url: str, user: str, mode: str, text: str, timeout: float = 60) -> htt
     return httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=timeout)
 
 
-def _bulk_write(path: Path, embedder: Any, user: str, count: int) -> None:
-    async def write() -> None:
-        vectors = await encode(embedder.embed, FILLER)
-        store = ChromaStore.embedded(path)
-        await store.add(bulk_cubes(user, count, FILLER), cycled(vectors, count))
-        await store.aclose()
-
-    asyncio.run(write())
-
-
-def test_restart_on_an_owner_with_40000_memories_then_search(make_proxy, tmp_path: Path, embedder: Any) -> None:
-    chroma = tmp_path / "chroma"
+def test_restart_on_an_owner_with_40000_memories_then_search(make_proxy, big_store: tuple[Path, Any]) -> None:
+    chroma, _ = big_store  # 40,000 memories of "big": one unpaged read of this owner fails
     first = make_proxy(memory={"chroma_path": str(chroma)})
     _memories(first.url, "big", ["My cat Zorblax only eats tuna from Brittany.", "I'm allergic to peanuts."])
     first.stop()
-    _bulk_write(chroma, embedder, "big", BIG)  # 32,767+ rows: one unpaged read of this owner fails
 
     restarted = make_proxy(memory={"chroma_path": str(chroma)})
     response = _search(restarted.url, "big", "What does Zorblax eat?")

@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
-import numpy as np
 
-from memory.cube import IdFactory, MemCube, Owner
 from memory.engine import MemoryEngine
 from memory.recall import DEFAULT_MIN_SCORE
 
@@ -75,19 +73,3 @@ class ChromaServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
-
-def bulk_cubes(user: str, count: int, texts: list[str]) -> list[MemCube]:
-    """``count`` memories of ``user`` cycling through ``texts`` (numbered, so
-    every content is distinct), with time-ordered ids, for writing straight
-    through a store's batch path."""
-    ids = IdFactory()
-    owner = Owner(user=user)
-    return [
-        MemCube(id=ids.new(owner), owner=owner, content=f"{texts[n % len(texts)]} (row {n})", kind="fact")
-        for n in range(count)
-    ]
-
-
-def cycled(vectors: np.ndarray, count: int) -> np.ndarray:
-    """``count`` rows reusing ``vectors`` in turn (row n gets ``vectors[n % len]``)."""
-    return np.asarray(vectors, dtype=np.float32)[np.arange(count) % len(vectors)]
