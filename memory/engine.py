@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -39,10 +39,9 @@ from memory.recall import (
 )
 from memory.render import render_item
 from memory.standing import DOMAIN_FLOOR, DomainBridge, bridge_scores
-from memory.timeparse import QueryTime
 from memory.scheduler import MemScheduler, RecallLog
 from memory.store import MemoryStore
-from memory.timeparse import query_time, resolve_relative
+from memory.timeparse import QueryTime, query_time, resolve_relative
 from memory.tokens import TokenCounter
 from memory.writer import Turn, TurnWriter, turn_content
 
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["CoreSet", "MemoryEngine", "MemoryPatch", "NewMemory", "Page", "RecallResult", "Recalled"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TIERS = frozenset(t.value for t in Tier)
 STATES = frozenset(s.value for s in State)
@@ -299,8 +299,7 @@ class MemoryEngine:
         if record:  # the scheduler's evidence (internal searches, e.g. the extractor's, are not)
             self.recalls.note(user, [c.id for c, _ in ranked[:max_items]])
         ranked = [(c, s) for c, s in ranked if c.tier != Tier.CORE.value]  # core is injected anyway
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, pack, ranked, budget, max_items, self.counter.count)
+        return await self.offload(pack, ranked, budget, max_items, self.counter.count)
 
     async def _ranked(
         self, user: str, query: str, embedding: np.ndarray, k: int, when: QueryTime | None
@@ -369,6 +368,18 @@ class MemoryEngine:
             chunk = cubes[start : start + PROFILE_CHUNK]
             self._lexical.profiled(user, chunk, await self._bridge.profiles(chunk))
 
+    async def active_memories(self, user: str) -> list[MemCube]:
+        """Every active memory of ``user``: from the owner's in-process index for
+        the embedded store (loading it if needed), else read from the store."""
+        if not self._local:
+            return await self.store.all_active(user)
+        index = await self._lexical.index(user)
+        return await self._lexical.read(index, lambda ix: list(ix.cubes.values()))
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU work over many memories on the recall pool, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
     async def core(self, user: str) -> CoreSet:
         """``user``'s core memories: active, oldest first, packed into
         ``memory.core_token_budget`` (in order; one that does not fit is skipped)."""
@@ -383,8 +394,7 @@ class MemoryEngine:
             if not more or not page:
                 break
             after = page[-1].id
-        loop = asyncio.get_running_loop()
-        core = await loop.run_in_executor(self._pool, self._pack_core, cubes)
+        core = await self.offload(self._pack_core, cubes)
         self._core[user] = core
         return core
 
