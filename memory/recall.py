@@ -59,7 +59,6 @@ from memory.cube import META_KEY, MemCube
 from memory.lexcache import OwnerIndex
 from memory.lexical import BM25Index, tokenize
 from memory.render import render_item
-from memory.store import MemoryStore
 from memory.timeparse import QueryTime, resolve_relative, span_of
 from memory.view import OwnerView
 
@@ -418,28 +417,9 @@ def merge_best(
     return sorted(best.values(), key=_sort_key)
 
 
-async def gather_candidates(
-    store: MemoryStore, owner_index: OwnerIndex, user: str, query: str, embedding: np.ndarray, k: int
-) -> list[Candidate]:
-    """Every memory of the owner scored in memory when its vectors are cached;
-    else top-k dense hits from the store plus top-k lexical hits from the owner's index."""
-    local = score_all(owner_index, query, embedding)
-    if local is not None:
-        return local
-    dense = await store.query(user, embedding, k)
-    lexical = owner_index.bm25.scores(query)
-    top_lexical = sorted(lexical, key=lexical.__getitem__, reverse=True)[:k]
-    cosines = {cube.id: cos for cube, cos in dense}
-    cubes = {cube.id: cube for cube, _ in dense}
-    missing = [i for i in top_lexical if i not in cosines and i in owner_index.cubes]
-    if missing:
-        cosines.update(await store.similarities(user, embedding, missing))
-        cubes.update({i: owner_index.cubes[i] for i in missing if i in cosines})
-    return [Candidate(cube, cosines[i], lexical.get(i, 0.0)) for i, cube in cubes.items()]
-
-
 def score_all(owner_index: OwnerIndex, query: str, embedding: np.ndarray) -> list[Candidate] | None:
-    """Dense + lexical scores of every memory of the owner, or None without cached vectors."""
+    """Dense + lexical scores of every memory of the owner, or None without cached
+    vectors (one object per memory: :func:`rank_view` ranks the same on arrays)."""
     cached = owner_index.matrix()
     if cached is None:
         return None
