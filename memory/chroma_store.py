@@ -350,18 +350,6 @@ class ChromaStore:
     async def similarities(self, user: str, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         return await self._call(self._similarities_sync, user, embedding, list(ids))
 
-    async def list(
-        self, user: str, limit: int, after: str | None = None, tier: str | None = None
-    ) -> tuple[list[MemCube], bool]:
-        ids = sorted(await self._paged(user, {"tier": tier} if tier else None, [], _ids))
-        start = bisect.bisect_right(ids, after) if after else 0
-        page = ids[start : start + limit]
-        rows: dict[str, MemCube] = {}
-        for at in range(0, len(page), READ_PAGE):
-            chunk = await self._call(self._rows_by_id_sync, user, page[at : at + READ_PAGE])
-            rows.update({c.id: c for c in chunk})
-        return [rows[i] for i in page if i in rows], start + limit < len(ids)
-
     # Reads of a whole owner filter ``state`` here rather than with ``where``:
     # a filtered page costs Chroma a scan of the owner's metadata each call
     # (+0.15-0.25 s a page at 100k memories), and inactive rows are few.
@@ -374,6 +362,18 @@ class ChromaStore:
         include = ["documents", "metadatas", "embeddings"]
         rows = await self._paged(user, None, include, _active_rows_with_vectors)
         return [cube for cube, _ in rows], [vector for _, vector in rows]
+
+    async def list(
+        self, user: str, limit: int, after: str | None = None, tier: str | None = None
+    ) -> tuple[list[MemCube], bool]:
+        ids = sorted(await self._paged(user, {"tier": tier} if tier else None, [], _ids))
+        start = bisect.bisect_right(ids, after) if after else 0
+        page = ids[start : start + limit]
+        rows: dict[str, MemCube] = {}
+        for at in range(0, len(page), READ_PAGE):
+            chunk = await self._call(self._rows_by_id_sync, user, page[at : at + READ_PAGE])
+            rows.update({c.id: c for c in chunk})
+        return [rows[i] for i in page if i in rows], start + limit < len(ids)
 
     async def ping(self) -> None:
         await self._call(self._ping_sync, timeout_s=PING_TIMEOUT_S)
