@@ -2,11 +2,10 @@
 
 Chroma answers a ``get`` with one SQL statement holding a variable per row,
 and SQLite refuses more than 32,766 of them, so an owner above that size
-could not be read back in one call. The embedded store is checked on the
-session's 40,000-memory owner (:mod:`tests.bigstore`); the ``chroma run``
-server on 32,800 rows written straight through the store's batch path (small
-vectors: the store does not care about their size, and paging is what is
-under test).
+could not be read back in one call. Both the embedded store and a real
+``chroma run`` server are checked on a copy of the session's 40,000-memory
+owner (:mod:`tests.bigstore`, written once straight through the store's
+batch path).
 """
 
 from __future__ import annotations
@@ -16,14 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.bigstore import TEXTS, USER, bulk_cubes, cycled
-from tests.memory.memory_helpers import ChromaServer, run
+from tests.bigstore import TEXTS, USER, cycled
+from tests.memory.memory_helpers import ChromaServer, chroma_binary, run
 
 from memory.chroma_store import READ_PAGE, ChromaStore
 from memory.cube import MemCube, State
-
-SERVER_ROWS = 32_800  # > 32,766
-
 
 async def _check(store: ChromaStore, cubes: list[MemCube], vectors: np.ndarray) -> None:
     rows = len(cubes)
@@ -52,26 +48,22 @@ async def _check(store: ChromaStore, cubes: list[MemCube], vectors: np.ndarray) 
     await store.aclose()
 
 
+async def _check_big(store: ChromaStore, texts_vectors: np.ndarray) -> None:
+    cubes = sorted(await store.all_active(USER), key=lambda c: c.id)  # as written, in id order
+    assert [c.content for c in cubes[:2]] == [f"{TEXTS[0]} (row 0)", f"{TEXTS[1]} (row 1)"]
+    await _check(store, cubes, cycled(texts_vectors, len(cubes)))
+
+
 def test_embedded_store_reads_an_owner_above_32767_rows(big_store: tuple[Path, Any]) -> None:
     path, texts_vectors = big_store
-    store = ChromaStore.embedded(path)
-
-    async def scenario() -> None:
-        cubes = sorted(await store.all_active(USER), key=lambda c: c.id)  # as written, in id order
-        assert [c.content for c in cubes[:2]] == [f"{TEXTS[0]} (row 0)", f"{TEXTS[1]} (row 1)"]
-        await _check(store, cubes, cycled(texts_vectors, len(cubes)))
-
-    run(scenario())
+    run(_check_big(ChromaStore.embedded(path), texts_vectors))
 
 
-def test_chroma_server_reads_an_owner_above_32767_rows(chroma_server: ChromaServer) -> None:
-    basis = np.eye(16, dtype=np.float32)[:5] + 0.1
-    vectors = cycled(basis / np.linalg.norm(basis, axis=1, keepdims=True), SERVER_ROWS)
-    cubes = bulk_cubes(USER, SERVER_ROWS, TEXTS)
-    store = ChromaStore.remote(chroma_server.url, timeout_s=60)
-
-    async def scenario() -> None:
-        await store.add(cubes, vectors)
-        await _check(store, cubes, vectors)
-
-    run(scenario())
+def test_chroma_server_reads_an_owner_above_32767_rows(big_store: tuple[Path, Any]) -> None:
+    path, texts_vectors = big_store
+    assert chroma_binary().exists(), "the chroma CLI (installed with chromadb) is missing next to this Python"
+    server = ChromaServer(path)  # ``chroma run`` over a copy of the same 40,000 rows
+    try:
+        run(_check_big(ChromaStore.remote(server.url, timeout_s=60), texts_vectors))
+    finally:
+        server.stop()
