@@ -127,6 +127,12 @@ class MemCube:
     provenance: Provenance = field(default_factory=Provenance)
     metadata: dict[str, Any] = field(default_factory=dict)
     tokens: int = 0
+    # derived at write time and stored with the memory (not part of its API
+    # shape): whether it states a standing fact (None: written before this was
+    # stored, computed on read) and that fact's domain profile (see
+    # memory/standing.py; empty: not computed)
+    standing: bool | None = None
+    domains: tuple[float, ...] = ()
 
     def evolve(self, **changes: Any) -> MemCube:
         return replace(self, **changes)

@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from datetime import date, datetime, timedelta
@@ -56,10 +57,10 @@ import numpy as np
 
 from memory.cube import META_KEY, MemCube
 from memory.lexcache import OwnerIndex
-from memory.lexical import tokenize
+from memory.lexical import BM25Index, tokenize
 from memory.render import render_item
-from memory.store import MemoryStore
 from memory.timeparse import QueryTime, resolve_relative, span_of
+from memory.view import OwnerView
 
 LEXICAL_WEIGHT = 2.0
 # the gate (does this query need memory at all?) keeps its own, calibrated
@@ -161,14 +162,23 @@ def rank(
     scored = merge_best(contextualise(candidates, query, floor, when), extra)
     plain = {c.cube.id: c.score for c in candidates}
     plain.update({cube.id: max(score, plain.get(cube.id, score)) for cube, score in extra})
+    frequency = Counter(w for cube, _ in scored for w in words_of(cube))
+    eligible = ((cube, score) for cube, score in scored if plain.get(cube.id, score) >= floor)
+    return _suppress_twins(eligible, words_of, lambda w: frequency.get(w, 0))
+
+
+def _suppress_twins(
+    scored: Iterable[tuple[MemCube, float]],
+    words_of: Callable[[MemCube], frozenset[str]],
+    frequency: Callable[[str], int],
+) -> list[tuple[MemCube, float]]:
+    """Near-duplicate suppression over memories in rank order (newer wins a
+    tie), at most :data:`MAX_RANKED` kept, returned in rank order."""
     kept: list[tuple[MemCube, float, frozenset[str]]] = []
     by_prefix: dict[str, list[int]] = {}  # prefix filtering: twins share a prefix token
-    frequency = Counter(w for cube, _ in scored for w in words_of(cube))
     for cube, score in scored:
         if len(kept) >= MAX_RANKED:
             break
-        if plain.get(cube.id, score) < floor:
-            continue
         words = words_of(cube)
         prefix = _prefix(words, frequency)
         seen: set[int] = set()
@@ -277,26 +287,34 @@ def in_time(cube: MemCube, when: QueryTime) -> bool:
 
 
 class CubeMemo(Generic[T]):
-    """Values derived from a memory's text, kept per (id, version, content)
-    and dropped all at once past ``limit`` entries (recall's per-memory caches).
-    Extra arguments are passed to ``derive`` but are not part of the key."""
+    """Values derived from a memory's text, kept per (id, version, content),
+    least recently used dropped first past ``limit`` entries (recall's
+    per-memory caches for candidates outside an owner's view; the view keeps
+    its own, per owner). Extra arguments are passed to ``derive`` but are not
+    part of the key."""
 
     def __init__(self, derive: Callable[..., T], limit: int = 200_000) -> None:
         self._derive = derive
         self._limit = limit
-        self._values: dict[tuple[str, int, str], T] = {}
+        self._values: OrderedDict[tuple[str, int, str], T] = OrderedDict()
+        self._lock = threading.Lock()  # recall runs on a thread pool
 
     def __call__(self, cube: MemCube, *args: Any) -> T:
         key = (cube.id, cube.version, cube.content)
-        value = self._values.get(key)
-        if value is None:
-            if len(self._values) >= self._limit:
-                self._values.clear()
-            value = self._values[key] = self._derive(cube, *args)
+        with self._lock:
+            value = self._values.get(key)
+            if value is not None:
+                self._values.move_to_end(key)
+                return value
+        value = self._derive(cube, *args)
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self._limit:
+                self._values.popitem(last=False)
         return value
 
 
-def _spans(cube: MemCube) -> tuple[tuple[date, date], ...]:
+def cube_spans(cube: MemCube) -> tuple[tuple[date, date], ...]:
     meta = cube.metadata.get(META_KEY) if isinstance(cube.metadata, dict) else None
     stored = meta.get(DATES_KEY) if isinstance(meta, dict) else None
     if isinstance(stored, list):
@@ -308,7 +326,7 @@ def _spans(cube: MemCube) -> tuple[tuple[date, date], ...]:
 
 # The dates the memory's relative expressions resolve to: those stored at
 # write time (``metadata._memproxy.dates``), else resolved now.
-mentioned_spans = CubeMemo(_spans)
+mentioned_spans = CubeMemo(cube_spans)
 # The memory's index terms.
 words_of = CubeMemo(lambda cube: frozenset(tokenize(cube.content)))
 # Tokens of the memory's line without its date header (``count`` is the one
@@ -316,7 +334,7 @@ words_of = CubeMemo(lambda cube: frozenset(tokenize(cube.content)))
 _body_tokens: CubeMemo[int] = CubeMemo(lambda cube, count: count(cube.content.strip()))
 
 
-def _prefix(words: frozenset[str], frequency: Mapping[str, int]) -> list[str]:
+def _prefix(words: frozenset[str], frequency: Callable[[str], int]) -> list[str]:
     """The first tokens (rarest first) that any near-duplicate must share.
 
     Any fixed order makes the filter exact; rarest first keeps common words (a
@@ -325,7 +343,7 @@ def _prefix(words: frozenset[str], frequency: Mapping[str, int]) -> list[str]:
     was most of the ranking time on the LoCoMo dev questions)."""
     if not words:
         return [""]
-    ordered = sorted(words, key=lambda w: (frequency.get(w, 0), w))
+    ordered = sorted(words, key=lambda w: (frequency(w), w))
     size = len(ordered) - math.ceil(NEAR_DUPLICATE * len(ordered)) + 1
     return ordered[: max(1, size)]
 
@@ -399,28 +417,9 @@ def merge_best(
     return sorted(best.values(), key=_sort_key)
 
 
-async def gather_candidates(
-    store: MemoryStore, owner_index: OwnerIndex, user: str, query: str, embedding: np.ndarray, k: int
-) -> list[Candidate]:
-    """Every memory of the owner scored in memory when its vectors are cached;
-    else top-k dense hits from the store plus top-k lexical hits from the owner's index."""
-    local = score_all(owner_index, query, embedding)
-    if local is not None:
-        return local
-    dense = await store.query(user, embedding, k)
-    lexical = owner_index.bm25.scores(query)
-    top_lexical = sorted(lexical, key=lexical.__getitem__, reverse=True)[:k]
-    cosines = {cube.id: cos for cube, cos in dense}
-    cubes = {cube.id: cube for cube, _ in dense}
-    missing = [i for i in top_lexical if i not in cosines and i in owner_index.cubes]
-    if missing:
-        cosines.update(await store.similarities(user, embedding, missing))
-        cubes.update({i: owner_index.cubes[i] for i in missing if i in cosines})
-    return [Candidate(cube, cosines[i], lexical.get(i, 0.0)) for i, cube in cubes.items()]
-
-
 def score_all(owner_index: OwnerIndex, query: str, embedding: np.ndarray) -> list[Candidate] | None:
-    """Dense + lexical scores of every memory of the owner, or None without cached vectors."""
+    """Dense + lexical scores of every memory of the owner, or None without cached
+    vectors (one object per memory: :func:`rank_view` ranks the same on arrays)."""
     cached = owner_index.matrix()
     if cached is None:
         return None
@@ -429,3 +428,101 @@ def score_all(owner_index: OwnerIndex, query: str, embedding: np.ndarray) -> lis
     lexical = owner_index.bm25.scores(query)
     cubes = owner_index.cubes
     return [Candidate(cubes[i], float(c), lexical.get(i, 0.0)) for i, c in zip(ids, cosines)]
+
+
+# -- every memory of an owner at once (the view) --------------------------------
+
+
+def rank_view(
+    view: OwnerView,
+    bm25: BM25Index,
+    query: str,
+    embedding: np.ndarray,
+    min_score: float,
+    extra: Sequence[tuple[MemCube, float]] = (),
+    population: int = 0,
+    when: QueryTime | None = None,
+) -> list[tuple[MemCube, float]]:
+    """:func:`rank` of :func:`score_all`'s candidates, on arrays.
+
+    The same scores in the same order (the same float operations: cosine +
+    weighted BM25, the time boost, neighbours and session best within a
+    session in id order, the speaker boost), without a Python object per
+    memory; only the memories that reach the near-duplicate pass become
+    tuples. Near-duplicate prefixes are ordered by the owner's BM25 document
+    frequency (rarest first) instead of the candidates' word counts: any fixed
+    order finds the same twins (see :func:`_prefix`).
+    """
+    n = view.n
+    cosines = (view.matrix @ np.asarray(embedding, dtype=np.float32).reshape(-1)).astype(np.float64)
+    lexical = np.zeros(n, dtype=np.float64)
+    for memory_id, value in bm25.scores(query).items():
+        pos = view.position.get(memory_id)
+        if pos is not None:
+            lexical[pos] = value
+    fused = cosines + LEXICAL_WEIGHT * lexical
+    gated = cosines + GATE_LEXICAL_WEIGHT * lexical
+    best = max([float(gated.max()) if n else -1.0] + [score for _, score in extra])
+    if best < gate(min_score, population or n):
+        return []
+    floor = min_score * ITEM_FLOOR_RATIO
+    base = fused + TIME_BOOST * _in_time(view, when) if when is not None else fused
+    codes = view.sessions
+    scores = base.copy()
+    if NEIGHBOUR_WEIGHT and n > 1:
+        same = codes[1:] == codes[:-1]
+        left = np.full(n, -np.inf)
+        left[1:] = np.where(same, base[:-1], -np.inf)
+        right = np.full(n, -np.inf)
+        right[:-1] = np.where(same, base[1:], -np.inf)
+        near = np.maximum(left, right)
+        has = near > -np.inf
+        scores = np.where(has, scores + NEIGHBOUR_WEIGHT * np.where(has, near, 0.0), scores)
+    if SESSION_WEIGHT:
+        best_in_session = np.full(len(view.session_codes), -1.0)
+        np.maximum.at(best_in_session, codes, base)
+        scores = scores + SESSION_WEIGHT * best_in_session[codes]
+    speakers = _named_speaker_codes(query, view) if SPEAKER_BOOST else []
+    if speakers:
+        scores = np.where(np.isin(view.speakers, speakers), scores + SPEAKER_BOOST, scores)
+    final = np.where(fused < floor, -np.inf, scores)
+    outside: list[tuple[MemCube, float]] = []
+    for cube, score in extra:  # each memory at its best score (merge_best)
+        pos = view.position.get(cube.id)
+        if pos is None:
+            outside.append((cube, score))
+        elif final[pos] < score:
+            final[pos] = score
+    chosen = np.nonzero(final > -np.inf)[0]
+    order = chosen[np.lexsort((chosen, -view.recency[chosen], -final[chosen]))]
+    ordered: Iterable[tuple[MemCube, float]] = ((view.cubes[i], float(final[i])) for i in order)
+    if outside:
+        ordered = merge_best(list(ordered), outside)
+    return _suppress_twins(ordered, lambda cube: _indexed_words(bm25, cube), bm25.document_frequency)
+
+
+def _in_time(view: OwnerView, when: QueryTime) -> np.ndarray:
+    """Per memory, 1.0 when it meets the time the query names (see :func:`in_time`)."""
+    days = view.days
+    hit = np.zeros(view.n, dtype=bool)
+    dated = days >= 0
+    for lo, hi in when.spans:
+        hit |= dated & (days >= lo.toordinal()) & (days < hi.toordinal())
+    if when.months:
+        hit |= dated & np.isin(view.months, sorted(when.months))
+    for pos, spans in view.mentioned().items():
+        if not hit[pos] and any(when.overlaps(start, end) for start, end in spans):
+            hit[pos] = True
+    return hit.astype(np.float64)
+
+
+def _named_speaker_codes(query: str, view: OwnerView) -> list[int]:
+    words = {w.lower() for w in _NAME.findall(query)}
+    if not words:
+        return []
+    return [code for name, code in view.speaker_codes.items() if name.split()[0].lower() in words]
+
+
+def _indexed_words(bm25: BM25Index, cube: MemCube) -> frozenset[str]:
+    terms = bm25.terms(cube.id)
+    return frozenset(terms) if terms is not None else words_of(cube)
