@@ -89,7 +89,7 @@ def http_client(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
 def _rows(result: dict[str, Any]) -> list[MemCube]:
     docs = result.get("documents") or []
     metas = result.get("metadatas") or []
-    return [from_record(i, d or "", dict(m or {})) for i, d, m in zip(result["ids"], docs, metas)]
+    return [from_record(i, d or "", dict(m or {})) for i, d, m in zip(result["ids"], docs, metas, strict=True)]
 
 
 def _ids(result: dict[str, Any]) -> list[str]:
@@ -102,7 +102,7 @@ def _active_rows(result: dict[str, Any]) -> list[MemCube]:
 
 def _active_rows_with_vectors(result: dict[str, Any]) -> list[tuple[MemCube, np.ndarray]]:
     vectors = np.asarray(result["embeddings"], dtype=np.float32)
-    return [(cube, vector) for cube, vector in zip(_rows(result), vectors) if cube.state == State.ACTIVE.value]
+    return [(cube, vector) for cube, vector in zip(_rows(result), vectors, strict=True) if cube.state == State.ACTIVE.value]
 
 
 class ChromaStore:
@@ -147,6 +147,12 @@ class ChromaStore:
                 self._client = self._connect()
             return self._client
 
+    def _writable(self, key: str) -> Any:
+        """The owner's collection, created when missing (never None)."""
+        collection = self._writable(key)
+        assert collection is not None  # create=True always gives one
+        return collection
+
     def _collection(self, key: str, *, create: bool) -> Any | None:
         with self._lock:
             cached = self._collections.get(key)
@@ -186,7 +192,7 @@ class ChromaStore:
         for index, cube in enumerate(cubes):
             by_key.setdefault(cube.owner.key, []).append(index)
         for key, indexes in by_key.items():
-            collection = self._collection(key, create=True)
+            collection = self._writable(key)
             for start in range(0, len(indexes), WRITE_BATCH):
                 chunk = indexes[start : start + WRITE_BATCH]
                 collection.add(
@@ -227,7 +233,7 @@ class ChromaStore:
             if seen.isdisjoint(ids):
                 out.extend(rows)
             else:
-                out.extend(row for memory_id, row in zip(ids, rows) if memory_id not in seen)
+                out.extend(row for memory_id, row in zip(ids, rows, strict=True) if memory_id not in seen)
             seen.update(ids)
             settle()  # the page's rows live on in the owner's index (memory/longlived.py)
             if len(ids) < READ_PAGE:
@@ -243,7 +249,7 @@ class ChromaStore:
         return rows[0] if rows else None
 
     def _update_sync(self, cube: MemCube, embedding: np.ndarray | None) -> None:
-        collection = self._collection(cube.owner.key, create=True)
+        collection = self._writable(cube.owner.key)
         if embedding is None:  # content unchanged: metadata only
             collection.update(ids=[cube.id], metadatas=[to_metadata(cube)])
             return
@@ -296,7 +302,7 @@ class ChromaStore:
             "metadatas": (result.get("metadatas") or [[]])[0],
         }
         distances = (result.get("distances") or [[]])[0]
-        return [(cube, 1.0 - float(d)) for cube, d in zip(_rows(flat), distances)]
+        return [(cube, 1.0 - float(d)) for cube, d in zip(_rows(flat), distances, strict=True)]
 
     def _similarities_sync(self, user: str, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         collection = self._collection(owner_key(user), create=False)
@@ -311,7 +317,7 @@ class ChromaStore:
                 continue
             norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(query))
             sims = (vectors @ query) / np.maximum(norms, 1e-12)
-            out.update({memory_id: float(s) for memory_id, s in zip(result["ids"], sims)})
+            out.update({memory_id: float(s) for memory_id, s in zip(result["ids"], sims, strict=True)})
         return out
 
     def _rows_by_id_sync(self, user: str, ids: list[str]) -> list[MemCube]:
@@ -396,7 +402,7 @@ class ChromaStore:
         for index, cube in enumerate(cubes):
             by_key.setdefault(cube.owner.key, []).append(index)
         for key, indexes in by_key.items():
-            collection = self._collection(key, create=True)
+            collection = self._writable(key)
             assert collection is not None  # created on demand
             for start in range(0, len(indexes), WRITE_BATCH):
                 chunk = indexes[start : start + WRITE_BATCH]

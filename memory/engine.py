@@ -30,8 +30,8 @@ from memory.extractor import FactExtractor
 from memory.forgetting import ForgetReceipt, drop_owner_caches
 from memory.journal import MEMORY, Entry, Journal, journal_path
 from memory.lexcache import LexicalCache, OwnerIndex
-from memory.longlived import settle
 from memory.limits import check_batch, check_content, check_metadata, clip_content
+from memory.longlived import settle
 from memory.pack_owner import is_pack_owner
 from memory.packrecall import PackSource, with_pack_hits
 from memory.recall import (
@@ -46,8 +46,8 @@ from memory.recall import (
 )
 from memory.redact import Redactor
 from memory.render import render_item
-from memory.standing import DOMAIN_FLOOR, DomainBridge, bridge_scores
 from memory.scheduler import MemScheduler, RecallLog
+from memory.standing import DOMAIN_FLOOR, DomainBridge, bridge_scores
 from memory.store import MemoryStore
 from memory.timeparse import QueryTime, query_time, resolve_relative
 from memory.tokens import TokenCounter
@@ -332,6 +332,7 @@ class MemoryEngine:
         cubes = [self._build(owner, item, provenance or Provenance()) for item in items]
         if not cubes:
             return []
+        cubes = await self._bridge.stamp(cubes)  # answered as stored: standing flags and profiles set
         entries = [Entry(c, "api", key) for c in cubes]
         if key is not None:
             await self.journal.begin_batch(key, owner.user, request_hash, [_record(c) for c in cubes], entries)

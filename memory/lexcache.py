@@ -27,6 +27,7 @@ entries, so there is no cliff where a large owner is rebuilt every query.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections import OrderedDict, deque
@@ -259,14 +260,14 @@ class LexicalCache:
         for n, cube in enumerate(cubes):
             by_user.setdefault(cube.owner.user, []).append((cube, vectors[n] if keep else None))  # type: ignore[index]
         for user, items in by_user.items():
-            self._apply(user, lambda index, items=items: _upsert_all(index, items))
+            self._apply(user, functools.partial(_upsert_all, items=items))
 
     def remove(self, user: str, memory_id: str) -> None:
         self._apply(user, lambda index: index.remove(memory_id))
 
     def profiled(self, user: str, cubes: Sequence[MemCube], profiles: np.ndarray) -> None:
         def op(index: OwnerIndex) -> None:
-            for cube, profile in zip(cubes, profiles):
+            for cube, profile in zip(cubes, profiles, strict=True):
                 index.set_profile(cube, profile)
 
         self._apply(user, op)
@@ -293,6 +294,6 @@ def _consume_exception(task: asyncio.Task[OwnerIndex]) -> None:
 
 
 def _log_flush_failure(future: object) -> None:
-    exc = future.exception() if hasattr(future, "exception") else None  # type: ignore[union-attr]
+    exc = future.exception() if hasattr(future, "exception") else None
     if exc is not None:
         log.error("applying queued index changes failed", exc_info=exc)

@@ -50,8 +50,8 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
 from datetime import date, datetime, timedelta
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -252,10 +252,10 @@ def contextualise(
         return []
     ordered = sorted(candidates, key=lambda c: c.cube.id)
     timed = TIME_BOOST if when is not None else 0.0
-    base = [c.score + (timed if timed and in_time(c.cube, when) else 0.0) for c in ordered]
+    base = [c.score + (timed if when is not None and in_time(c.cube, when) else 0.0) for c in ordered]
     keys = [session_key(c.cube) for c in ordered]
     best_in_session: dict[object, float] = {}
-    for key, score in zip(keys, base):
+    for key, score in zip(keys, base, strict=True):
         if score > best_in_session.get(key, -1.0):
             best_in_session[key] = score
     speakers = named_speakers(query, ordered) if SPEAKER_BOOST else set()
@@ -389,12 +389,12 @@ def pack(
         if day is not None:
             days.add(day)
     if not GROUP_BY_DATE:
-        items = [Recalled(cube=c, score=s, tokens=f, text=render_item(c)) for c, s, f, _ in chosen]
-        return RecallResult(items=items, tokens=used)
+        plain = [Recalled(cube=c, score=s, tokens=f, text=render_item(c)) for c, s, f, _ in chosen]
+        return RecallResult(items=plain, tokens=used)
     groups: dict[object, list[tuple[MemCube, float, int, int]]] = {}
     for entry in chosen:  # in rank order, so a group's first entry is its best
-        day = entry[0].event_time.date() if entry[0].event_time is not None else ("undated", entry[0].id)
-        groups.setdefault(day, []).append(entry)
+        group_key: object = entry[0].event_time.date() if entry[0].event_time is not None else ("undated", entry[0].id)
+        groups.setdefault(group_key, []).append(entry)
     items: list[Recalled] = []
     for group in groups.values():
         group.sort(key=lambda e: (e[0].event_time, e[0].created_at, e[0].id))
@@ -427,7 +427,7 @@ def score_all(owner_index: OwnerIndex, query: str, embedding: np.ndarray) -> lis
     cosines = matrix @ np.asarray(embedding, dtype=np.float32).reshape(-1)
     lexical = owner_index.bm25.scores(query)
     cubes = owner_index.cubes
-    return [Candidate(cubes[i], float(c), lexical.get(i, 0.0)) for i, c in zip(ids, cosines)]
+    return [Candidate(cubes[i], float(c), lexical.get(i, 0.0)) for i, c in zip(ids, cosines, strict=True)]
 
 
 # -- every memory of an owner at once (the view) --------------------------------

@@ -123,13 +123,16 @@ class DomainBridge:
         return np.stack([profile_of(anchors @ v) for v in vectors])
 
     async def stamp(self, cubes: Sequence[MemCube]) -> list[MemCube]:
-        """``cubes`` with their standing flag and, for standing facts, profile set."""
-        flags = [is_standing(c) for c in cubes]
-        standing = [c for c, flag in zip(cubes, flags) if flag]
-        profiles = dict(zip((c.id for c in standing), await self.profiles(standing)))
+        """``cubes`` with their standing flag and, for standing facts, profile set
+        (cubes already stamped are kept as they are)."""
+        flags = [c.standing if c.standing is not None else is_standing(c) for c in cubes]
+        todo = [c for c, flag in zip(cubes, flags, strict=True) if flag and c.standing is None]
+        profiles = dict(zip((c.id for c in todo), await self.profiles(todo), strict=True))
         return [
-            c.evolve(standing=flag, domains=tuple(float(x) for x in profiles[c.id]) if flag else ())
-            for c, flag in zip(cubes, flags)
+            c
+            if c.standing is not None
+            else c.evolve(standing=flag, domains=tuple(float(x) for x in profiles[c.id]) if flag else ())
+            for c, flag in zip(cubes, flags, strict=True)
         ]
 
 
@@ -156,6 +159,6 @@ def bridge_scores(
     strength = np.minimum(matrix, query_domains[None, :]).max(axis=1)
     return [
         (cubes[i], min_score + BRIDGE_MARGIN * float(s))
-        for (i, _), s in zip(known, strength)
+        for (i, _), s in zip(known, strength, strict=True)
         if float(s) >= DOMAIN_FLOOR
     ]

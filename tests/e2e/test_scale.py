@@ -16,6 +16,7 @@ import pytest
 
 import memory.engine
 
+
 def _memories(url: str, user: str, contents: list[str]) -> None:
     body = {"user": user, "memories": [{"content": c} for c in contents]}
     assert httpx.post(f"{url}/v1/memories", json=body, timeout=60).status_code == 201

@@ -4,11 +4,10 @@ derived facts stored at write time, and an index cache sized in memories."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from tests.memory.memory_helpers import run
 
 from memory.chroma_store import ChromaStore
 from memory.cube import MemCube, Owner
@@ -18,6 +17,7 @@ from memory.lexcache import LexicalCache, OwnerIndex
 from memory.recall import rank, rank_view, score_all
 from memory.settings import MemorySettings
 from memory.timeparse import query_time
+from tests.memory.memory_helpers import run
 
 WORDS = "dog river Lisbon trip pottery class kids marathon tuna peanuts guitar garden book train".split()
 SPEAKERS = ("Caroline", "Melanie", None)
@@ -28,7 +28,7 @@ def _owner(n: int, seed: int = 0) -> OwnerIndex:
     vectors = np.random.default_rng(seed).normal(size=(n, 24)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     index = OwnerIndex()
-    start = datetime(2023, 5, 1, tzinfo=timezone.utc)
+    start = datetime(2023, 5, 1, tzinfo=UTC)
     for i in range(n):
         words = rng.sample(WORDS, 4)
         if i % 7 == 0:
@@ -52,8 +52,8 @@ def test_ranking_on_arrays_matches_ranking_candidates() -> None:
     query_vectors = np.random.default_rng(7).normal(size=(4, 24)).astype(np.float32)
     queries = ["Caroline pottery class", "what about the dog and the river?", "tuna in May 2023", "Melanie on 3 May, 2023"]
     extra = [(index.cubes["mem_00010"], 0.36)]
-    for query, vector in zip(queries, query_vectors):
-        when = query_time(query, now=datetime(2023, 9, 1, tzinfo=timezone.utc))
+    for query, vector in zip(queries, query_vectors, strict=True):
+        when = query_time(query, now=datetime(2023, 9, 1, tzinfo=UTC))
         candidates = score_all(index, query, vector)
         assert candidates is not None
         expected = rank(candidates, 0.2, extra, query, len(index.cubes), when)

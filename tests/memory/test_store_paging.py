@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.bigstore import TEXTS, USER, cycled
-from testing.processes import ChromaServer, chroma_binary
-from tests.memory.memory_helpers import run
 
 from memory.chroma_store import READ_PAGE, ChromaStore
 from memory.cube import MemCube, State
+from testing.processes import ChromaServer, chroma_binary
+from tests.bigstore import TEXTS, USER, cycled
+from tests.memory.memory_helpers import run
+
 
 async def _check(store: ChromaStore, cubes: list[MemCube], vectors: np.ndarray) -> None:
     rows = len(cubes)
@@ -34,7 +35,7 @@ async def _check(store: ChromaStore, cubes: list[MemCube], vectors: np.ndarray) 
     assert set(ids) == {c.id for c in cubes} - {archived.id, cubes[7].id}
 
     with_vectors, stored = await store.active_with_vectors(USER)
-    by_id = dict(zip((c.id for c in with_vectors), stored))
+    by_id = dict(zip((c.id for c in with_vectors), stored, strict=True))
     assert len(by_id) == rows - 2
     for n in (0, 1, READ_PAGE, rows - 1):
         assert np.allclose(by_id[cubes[n].id], vectors[n], atol=1e-6)
