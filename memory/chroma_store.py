@@ -149,7 +149,7 @@ class ChromaStore:
 
     def _writable(self, key: str) -> Any:
         """The owner's collection, created when missing (never None)."""
-        collection = self._writable(key)
+        collection = self._collection(key, create=True)
         assert collection is not None  # create=True always gives one
         return collection
 
