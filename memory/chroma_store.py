@@ -105,6 +105,15 @@ def _active_rows_with_vectors(result: dict[str, Any]) -> list[tuple[MemCube, np.
     return [(cube, vector) for cube, vector in zip(_rows(result), vectors, strict=True) if cube.state == State.ACTIVE.value]
 
 
+def _row_id(row: object) -> str:
+    """The memory id of a converted row: an id, a MemCube, or a ``(MemCube, vector)`` pair."""
+    if isinstance(row, str):
+        return row
+    if isinstance(row, tuple):
+        return row[0].id
+    return row.id  # type: ignore[attr-defined]
+
+
 class ChromaStore:
     def __init__(self, connect: Callable[[], Any], *, timeout_s: float = DEFAULT_TIMEOUT_S, workers: int = 4) -> None:
         self._connect = connect
@@ -232,8 +241,8 @@ class ChromaStore:
             ids, rows = page
             if seen.isdisjoint(ids):
                 out.extend(rows)
-            else:
-                out.extend(row for memory_id, row in zip(ids, rows, strict=True) if memory_id not in seen)
+            else:  # the overlap: keep rows whose own id was not read before (``convert`` may drop rows)
+                out.extend(row for row in rows if _row_id(row) not in seen)
             seen.update(ids)
             settle()  # the page's rows live on in the owner's index (memory/longlived.py)
             if len(ids) < READ_PAGE:

@@ -69,3 +69,33 @@ def test_chroma_server_reads_an_owner_above_32767_rows(big_store: tuple[Path, An
         run(_check_big(ChromaStore.remote(server.url, timeout_s=60), texts_vectors))
     finally:
         server.stop()
+
+
+def test_rows_dropped_in_a_page_overlap_do_not_shift_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages overlap; a page's inactive rows are dropped before de-duplication, so
+    de-duplication must go by each row's own id (tiny pages put archived rows
+    right in the overlaps)."""
+    from memory import chroma_store
+    from memory.cube import Owner
+
+    monkeypatch.setattr(chroma_store, "READ_PAGE", 10)
+    monkeypatch.setattr(chroma_store, "PAGE_OVERLAP", 3)
+    store = ChromaStore.embedded(tmp_path / "chroma")
+    owner = Owner("pat")
+    cubes = [MemCube(id=f"mem_{owner.key}_{n:024x}", owner=owner, content=f"note {n}") for n in range(40)]
+    vectors = np.eye(40, 384, dtype=np.float32)
+
+    async def scenario() -> None:
+        await store.add(cubes, vectors)
+        archived = {7, 8, 9, 14, 15, 16, 21, 22}  # in and around the overlaps of 10-row pages stepping by 7
+        for n in archived:
+            await store.update(cubes[n].evolve(state=State.ARCHIVED.value, version=2), None)
+        expected = [c.id for n, c in enumerate(cubes) if n not in archived]
+        assert sorted(c.id for c in await store.all_active("pat")) == expected
+        with_vectors, stored = await store.active_with_vectors("pat")
+        assert sorted(c.id for c in with_vectors) == expected
+        for cube, vector in zip(with_vectors, stored, strict=True):
+            assert np.allclose(vector, vectors[int(cube.id.rsplit("_", 1)[1], 16)])
+        await store.aclose()
+
+    run(scenario())
