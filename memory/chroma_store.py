@@ -28,12 +28,26 @@ import numpy as np
 from memory.codec import from_record, to_metadata
 from memory.cube import MemCube, State, owner_key, owner_key_of_id
 from memory.errors import MemoryEngineError, StoreUnavailable
+from memory.longlived import settle
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 COLLECTION_PREFIX = "mp_"
 WRITE_BATCH = 1000
+# Rows per read. Chroma answers a ``get`` with one SQL statement holding a
+# variable per row, and SQLite refuses more than 32,766 of them ("too many
+# SQL variables"), so every read that can touch many rows goes in pages.
+# Chroma builds a page's Python objects holding the GIL, which stalls the
+# event loop meanwhile: at 100k memories ~115 ms for 2,000 rows, ~17 ms for
+# 500; a call also costs ~0.04 s on top of ~0.18 ms a row (a one-off
+# measurement on 2 cores against the ``memproxy bench scale`` store).
+READ_PAGE = 1000
+# Consecutive pages overlap by this many rows (duplicates are dropped): a
+# memory deleted or archived while an owner is read shifts the later rows
+# down, and without the overlap the row shifted over the page edge is missed.
+PAGE_OVERLAP = 64
 DEFAULT_TIMEOUT_S = 10.0
 PING_TIMEOUT_S = 3.0
 HTTP_CONNECT_TIMEOUT_S = 2.0
@@ -75,7 +89,29 @@ def http_client(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
 def _rows(result: dict[str, Any]) -> list[MemCube]:
     docs = result.get("documents") or []
     metas = result.get("metadatas") or []
-    return [from_record(i, d or "", dict(m or {})) for i, d, m in zip(result["ids"], docs, metas)]
+    return [from_record(i, d or "", dict(m or {})) for i, d, m in zip(result["ids"], docs, metas, strict=True)]
+
+
+def _ids(result: dict[str, Any]) -> list[str]:
+    return list(result["ids"])
+
+
+def _active_rows(result: dict[str, Any]) -> list[MemCube]:
+    return [cube for cube in _rows(result) if cube.state == State.ACTIVE.value]
+
+
+def _active_rows_with_vectors(result: dict[str, Any]) -> list[tuple[MemCube, np.ndarray]]:
+    vectors = np.asarray(result["embeddings"], dtype=np.float32)
+    return [(cube, vector) for cube, vector in zip(_rows(result), vectors, strict=True) if cube.state == State.ACTIVE.value]
+
+
+def _row_id(row: object) -> str:
+    """The memory id of a converted row: an id, a MemCube, or a ``(MemCube, vector)`` pair."""
+    if isinstance(row, str):
+        return row
+    if isinstance(row, tuple):
+        return row[0].id
+    return row.id  # type: ignore[attr-defined]
 
 
 class ChromaStore:
@@ -120,6 +156,12 @@ class ChromaStore:
                 self._client = self._connect()
             return self._client
 
+    def _writable(self, key: str) -> Any:
+        """The owner's collection, created when missing (never None)."""
+        collection = self._collection(key, create=True)
+        assert collection is not None  # create=True always gives one
+        return collection
+
     def _collection(self, key: str, *, create: bool) -> Any | None:
         with self._lock:
             cached = self._collections.get(key)
@@ -159,7 +201,7 @@ class ChromaStore:
         for index, cube in enumerate(cubes):
             by_key.setdefault(cube.owner.key, []).append(index)
         for key, indexes in by_key.items():
-            collection = self._collection(key, create=True)
+            collection = self._writable(key)
             for start in range(0, len(indexes), WRITE_BATCH):
                 chunk = indexes[start : start + WRITE_BATCH]
                 collection.add(
@@ -168,6 +210,44 @@ class ChromaStore:
                     documents=[cubes[i].content for i in chunk],
                     metadatas=[to_metadata(cubes[i]) for i in chunk],
                 )
+
+    def _page_sync(
+        self,
+        user: str,
+        where: dict[str, Any] | None,
+        include: list[str],
+        offset: int,
+        convert: Callable[[dict[str, Any]], list[R]],
+    ) -> tuple[list[str], list[R]] | None:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None:
+            return None
+        page = dict(collection.get(where=where, include=include, offset=offset, limit=READ_PAGE))
+        return list(page["ids"]), convert(page)
+
+    async def _paged(
+        self, user: str, where: dict[str, Any] | None, include: list[str], convert: Callable[[dict[str, Any]], list[R]]
+    ) -> list[R]:
+        """Every row of ``user`` matching ``where``, read in overlapping pages
+        (each page a call of its own, under the store's deadline; ``convert``
+        turns a page into rows on the store's threads), each id once."""
+        out: list[R] = []
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            page = await self._call(self._page_sync, user, where, include, offset, convert)
+            if page is None:
+                return out
+            ids, rows = page
+            if seen.isdisjoint(ids):
+                out.extend(rows)
+            else:  # the overlap: keep rows whose own id was not read before (``convert`` may drop rows)
+                out.extend(row for row in rows if _row_id(row) not in seen)
+            seen.update(ids)
+            settle()  # the page's rows live on in the owner's index (memory/longlived.py)
+            if len(ids) < READ_PAGE:
+                return out
+            offset += READ_PAGE - PAGE_OVERLAP
 
     def _get_sync(self, memory_id: str) -> MemCube | None:
         key = owner_key_of_id(memory_id)
@@ -178,7 +258,7 @@ class ChromaStore:
         return rows[0] if rows else None
 
     def _update_sync(self, cube: MemCube, embedding: np.ndarray | None) -> None:
-        collection = self._collection(cube.owner.key, create=True)
+        collection = self._writable(cube.owner.key)
         if embedding is None:  # content unchanged: metadata only
             collection.update(ids=[cube.id], metadatas=[to_metadata(cube)])
             return
@@ -231,42 +311,29 @@ class ChromaStore:
             "metadatas": (result.get("metadatas") or [[]])[0],
         }
         distances = (result.get("distances") or [[]])[0]
-        return [(cube, 1.0 - float(d)) for cube, d in zip(_rows(flat), distances)]
+        return [(cube, 1.0 - float(d)) for cube, d in zip(_rows(flat), distances, strict=True)]
 
     def _similarities_sync(self, user: str, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         collection = self._collection(owner_key(user), create=False)
         if collection is None or not ids:
             return {}
-        result = collection.get(ids=list(ids), include=["embeddings"])
-        vectors = np.asarray(result["embeddings"], dtype=np.float32)
-        if vectors.size == 0:
-            return {}
         query = embedding.reshape(-1).astype(np.float32)
-        norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(query))
-        sims = (vectors @ query) / np.maximum(norms, 1e-12)
-        return {memory_id: float(s) for memory_id, s in zip(result["ids"], sims)}
+        out: dict[str, float] = {}
+        for start in range(0, len(ids), READ_PAGE):
+            result = collection.get(ids=list(ids[start : start + READ_PAGE]), include=["embeddings"])
+            vectors = np.asarray(result["embeddings"], dtype=np.float32)
+            if vectors.size == 0:
+                continue
+            norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(query))
+            sims = (vectors @ query) / np.maximum(norms, 1e-12)
+            out.update({memory_id: float(s) for memory_id, s in zip(result["ids"], sims, strict=True)})
+        return out
 
-    def _list_sync(
-        self, user: str, limit: int, after: str | None, tier: str | None
-    ) -> tuple[list[MemCube], bool]:
+    def _rows_by_id_sync(self, user: str, ids: list[str]) -> list[MemCube]:
         collection = self._collection(owner_key(user), create=False)
-        if collection is None:
-            return [], False
-        where = {"tier": tier} if tier else None
-        ids = sorted(collection.get(where=where, include=[])["ids"])
-        start = bisect.bisect_right(ids, after) if after else 0
-        page = ids[start : start + limit]
-        if not page:
-            return [], False
-        rows = {c.id: c for c in _rows(collection.get(ids=page, include=["documents", "metadatas"]))}
-        return [rows[i] for i in page if i in rows], start + limit < len(ids)
-
-    def _all_active_sync(self, user: str) -> list[MemCube]:
-        collection = self._collection(owner_key(user), create=False)
-        if collection is None:
+        if collection is None or not ids:
             return []
-        result = collection.get(where={"state": State.ACTIVE.value}, include=["documents", "metadatas"])
-        return _rows(result)
+        return _rows(collection.get(ids=ids, include=["documents", "metadatas"]))
 
     def _ping_sync(self) -> None:
         self._client_sync().heartbeat()
@@ -279,8 +346,11 @@ class ChromaStore:
     # -- async API ------------------------------------------------------------
 
     async def add(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
-        if cubes:
-            await self._call(self._add_sync, list(cubes), np.asarray(embeddings, dtype=np.float32))
+        """Each ``WRITE_BATCH`` rows are one call of their own, under the store's deadline."""
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        for start in range(0, len(cubes), WRITE_BATCH):
+            chunk = list(cubes[start : start + WRITE_BATCH])
+            await self._call(self._add_sync, chunk, embeddings[start : start + WRITE_BATCH])
 
     async def get(self, memory_id: str) -> MemCube | None:
         return await self._call(self._get_sync, memory_id)
@@ -300,25 +370,30 @@ class ChromaStore:
     async def similarities(self, user: str, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         return await self._call(self._similarities_sync, user, embedding, list(ids))
 
-    async def vectors(self, user: str) -> dict[str, np.ndarray]:
-        """Every stored embedding of ``user`` by memory id (for in-memory scoring)."""
-        return await self._call(self._vectors_sync, user)
+    # Reads of a whole owner filter ``state`` here rather than with ``where``:
+    # a filtered page costs Chroma a scan of the owner's metadata each call
+    # (+0.15-0.25 s a page at 100k memories), and inactive rows are few.
 
-    def _vectors_sync(self, user: str) -> dict[str, np.ndarray]:
-        collection = self._collection(owner_key(user), create=False)
-        if collection is None:
-            return {}
-        result = collection.get(include=["embeddings"])
-        vectors = np.asarray(result["embeddings"], dtype=np.float32)
-        return {memory_id: vectors[i] for i, memory_id in enumerate(result["ids"])}
+    async def all_active(self, user: str) -> list[MemCube]:
+        return await self._paged(user, None, ["documents", "metadatas"], _active_rows)
+
+    async def active_with_vectors(self, user: str) -> tuple[list[MemCube], list[np.ndarray]]:
+        """Every active memory of ``user`` with its stored embedding (for in-memory scoring)."""
+        include = ["documents", "metadatas", "embeddings"]
+        rows = await self._paged(user, None, include, _active_rows_with_vectors)
+        return [cube for cube, _ in rows], [vector for _, vector in rows]
 
     async def list(
         self, user: str, limit: int, after: str | None = None, tier: str | None = None
     ) -> tuple[list[MemCube], bool]:
-        return await self._call(self._list_sync, user, limit, after, tier)
-
-    async def all_active(self, user: str) -> list[MemCube]:
-        return await self._call(self._all_active_sync, user)
+        ids = sorted(await self._paged(user, {"tier": tier} if tier else None, [], _ids))
+        start = bisect.bisect_right(ids, after) if after else 0
+        page = ids[start : start + limit]
+        rows: dict[str, MemCube] = {}
+        for at in range(0, len(page), READ_PAGE):
+            chunk = await self._call(self._rows_by_id_sync, user, page[at : at + READ_PAGE])
+            rows.update({c.id: c for c in chunk})
+        return [rows[i] for i in page if i in rows], start + limit < len(ids)
 
     async def size(self) -> tuple[int, int]:
         """(owners, memories of any state) held by the store: one count per owner collection."""
@@ -345,7 +420,7 @@ class ChromaStore:
         for index, cube in enumerate(cubes):
             by_key.setdefault(cube.owner.key, []).append(index)
         for key, indexes in by_key.items():
-            collection = self._collection(key, create=True)
+            collection = self._writable(key)
             assert collection is not None  # created on demand
             for start in range(0, len(indexes), WRITE_BATCH):
                 chunk = indexes[start : start + WRITE_BATCH]

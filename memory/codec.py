@@ -4,7 +4,9 @@ Vector stores accept only scalar metadata values, so provenance and the free
 user metadata travel as JSON strings (which round-trip nested values, unicode
 and numbers exactly). Times are stored twice: as an RFC 3339 string, which is
 what is read back, and as a float epoch that filters can compare. ``None``
-values are left out (stores reject them).
+values are left out (stores reject them). What is derived from the memory
+at write time (``standing``, ``domains``) is stored next to it, so a restart
+does not recompute it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def to_metadata(cube: MemCube) -> dict[str, Scalar]:
         "provenance": _json(cube.provenance.to_dict()),
         "metadata": _json(cube.metadata),
         "tokens": cube.tokens,
+        "standing": cube.standing,
+        "domains": _json(list(cube.domains)) if cube.domains else None,
     }
     return {key: value for key, value in fields.items() if value is not None}
 
@@ -68,4 +72,6 @@ def from_record(memory_id: str, document: str, meta: dict[str, Any]) -> MemCube:
         provenance=Provenance.from_dict(json.loads(str(meta.get("provenance", "{}")))),
         metadata=json.loads(str(meta.get("metadata", "{}"))),
         tokens=int(meta.get("tokens", 0)),
+        standing=bool(meta["standing"]) if meta.get("standing") is not None else None,
+        domains=tuple(float(x) for x in json.loads(str(meta["domains"]))) if meta.get("domains") else (),
     )

@@ -18,9 +18,8 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
-
 
 # the metadata key memproxy keeps its own annotations under (resolved dates,
 # scheduler promotion); everything else in ``metadata`` is the user's
@@ -127,6 +126,12 @@ class MemCube:
     provenance: Provenance = field(default_factory=Provenance)
     metadata: dict[str, Any] = field(default_factory=dict)
     tokens: int = 0
+    # derived at write time and stored with the memory (not part of its API
+    # shape): whether it states a standing fact (None: written before this was
+    # stored, computed on read) and that fact's domain profile (see
+    # memory/standing.py; empty: not computed)
+    standing: bool | None = None
+    domains: tuple[float, ...] = ()
 
     def evolve(self, **changes: Any) -> MemCube:
         return replace(self, **changes)
@@ -153,13 +158,13 @@ class MemCube:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def isoformat(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -171,8 +176,8 @@ def parse_time(value: str | None) -> datetime | None:
         text = text[:-1] + "+00:00"
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 class IdFactory:

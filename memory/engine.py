@@ -11,11 +11,14 @@ import asyncio
 import builtins
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
 
 from memory.chroma_store import ChromaStore
 from memory.codec import from_record, to_metadata
@@ -27,25 +30,27 @@ from memory.explain import RecallTrace
 from memory.extractor import FactExtractor
 from memory.forgetting import ForgetReceipt, drop_owner_caches
 from memory.journal import MEMORY, Entry, Journal, journal_path
-from memory.lexcache import LexicalCache
+from memory.lexcache import LexicalCache, OwnerIndex
 from memory.limits import check_batch, check_content, check_metadata, clip_content
+from memory.longlived import settle
 from memory.pack_owner import is_pack_owner
 from memory.packrecall import PackSource, with_pack_hits
 from memory.recall import (
     DATES_KEY,
+    Candidate,
     Recalled,
     RecallResult,
     candidate_count,
-    gather_candidates,
     pack,
     rank,
+    rank_view,
 )
 from memory.redact import Redactor
 from memory.render import render_item
 from memory.scheduler import MemScheduler, RecallLog
-from memory.standing import DomainBridge
+from memory.standing import DOMAIN_FLOOR, DomainBridge, bridge_scores
 from memory.store import MemoryStore
-from memory.timeparse import query_time, resolve_relative
+from memory.timeparse import QueryTime, query_time, resolve_relative
 from memory.tokens import TokenCounter
 from memory.writer import JournalWriter, turn_content
 
@@ -58,6 +63,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TIERS = frozenset(t.value for t in Tier)
 STATES = frozenset(s.value for s in State)
@@ -109,6 +115,8 @@ class CoreSet:
 
 EMPTY_CORE_VERSION = "0"
 CORE_PAGE = 500
+RECALL_THREADS = 4  # recall's CPU work (ranking, index fills) runs here, never on the event loop
+PROFILE_CHUNK = 256  # standing facts profiled per embedding call in a backfill
 
 
 def core_version(cubes: Sequence[MemCube]) -> str:
@@ -199,9 +207,13 @@ class MemoryEngine:
         self._owns_embedder = owns_embedder
         self._ids = IdFactory()
         self.redactor = Redactor(settings.redact.credentials, settings.redact.pii)
-        local = getattr(store, "local", False)  # a shared server may be written by others
-        self._lexical = LexicalCache(store.all_active, load_vectors=getattr(store, "vectors", None) if local else None)
-        self._bridge = DomainBridge(embedder.embed_query)  # on the recall path
+        self._pool = ThreadPoolExecutor(max_workers=RECALL_THREADS, thread_name_prefix="memproxy-recall")
+        self._local = bool(getattr(store, "local", False))  # a shared server may be written by others
+        self._lexical = LexicalCache(
+            self._load_owner, self._pool, capacity=settings.index_cache_memories, keep_vectors=self._local
+        )
+        self._bridge = DomainBridge(embedder.embed_query, embedder.embed)
+        self._backfills: dict[str, asyncio.Task[None]] = {}
         # durable writes: every accepted write is journaled (fsync'd) first; the writer drains the journal
         self.journal = journal or Journal(MEMORY)
         self.writer = JournalWriter(self.journal, self._write_entries, linger_s=settings.write_linger_ms / 1000)
@@ -235,6 +247,7 @@ class MemoryEngine:
         engine = cls(settings, store, embedder, owns_embedder=owns, journal=journal)
         await embedder.warmup()
         engine.writer.start()  # replays, in the background, whatever a previous process left journaled
+        settle()  # the models live as long as the process (memory/longlived.py)
         return engine
 
     # -- writing --------------------------------------------------------------
@@ -274,9 +287,18 @@ class MemoryEngine:
         limits = self.settings.limits
         return check_metadata(_metadata(value), limits.max_metadata_bytes, limits.max_metadata_depth)
 
+    async def _load_owner(self, user: str) -> tuple[list[MemCube], list[np.ndarray] | None]:
+        """An owner's active memories for its index (with vectors from a local store)."""
+        active_with_vectors = getattr(self.store, "active_with_vectors", None)
+        if self._local and active_with_vectors is not None:
+            cubes, vectors = await active_with_vectors(user)
+            return cubes, vectors
+        return await self.store.all_active(user), None
+
     async def _store_new(self, cubes: list[MemCube], embeddings: Any = None) -> list[MemCube]:
         if not cubes:
             return []
+        cubes = await self._bridge.stamp(cubes)
         if embeddings is None:
             embeddings = await encode(self.embedder.embed, [c.content for c in cubes])
         await self.store.add(cubes, embeddings)
@@ -311,6 +333,7 @@ class MemoryEngine:
         cubes = [self._build(owner, item, provenance or Provenance()) for item in items]
         if not cubes:
             return []
+        cubes = await self._bridge.stamp(cubes)  # answered as stored: standing flags and profiles set
         entries = [Entry(c, "api", key) for c in cubes]
         if key is not None:
             await self.journal.begin_batch(key, owner.user, request_hash, [_record(c) for c in cubes], entries)
@@ -355,17 +378,14 @@ class MemoryEngine:
         now: datetime | None = None,
         trace: RecallTrace | None = None,
     ) -> RecallResult:
+        """``trace``: filled with what the ranking did to each candidate (memory/explain.py); nothing else changes."""
         budget = self.settings.token_budget if token_budget is None else token_budget
         max_items = self.settings.max_items if limit is None else limit
         if not query or not query.strip() or budget <= 0 or max_items <= 0:
             return RecallResult(items=[], tokens=0)
         embedding = (await self.embedder.embed_query([query]))[0]
-        k = candidate_count(max_items)
-        owner_index = await self._lexical.index(user)
-        candidates = await gather_candidates(self.store, owner_index, user, query, embedding, k)
-        bridged = await self._bridge.scores(embedding, list(owner_index.cubes.values()), self.settings.min_score)
         when = query_time(query, now=now or utcnow())
-        ranked = rank(candidates, self.settings.min_score, bridged, query, len(owner_index.cubes), when, trace)
+        ranked = await self._ranked(user, query, embedding, candidate_count(max_items), when, trace)
         if record:  # the scheduler's evidence (internal searches, e.g. the extractor's, are not)
             self.recalls.note(user, [c.id for c, _ in ranked[:max_items]])
         if trace is not None:
@@ -376,11 +396,93 @@ class MemoryEngine:
         if self.packs is not None:  # installed packs compete for the same budget (memory/packrecall.py)
             ranked = await with_pack_hits(self, self.packs, user, query, ranked, budget, max_items, now)
             if trace is not None:
-                for cube, score in ranked:
-                    if cube.id not in trace.candidates:
-                        entry = trace.candidate(cube)
-                        entry.source, entry.score = "pack", score
-        return pack(ranked, budget, max_items, self.counter.count, trace)
+                trace.add_ranked(ranked, source="pack")
+        return await self.offload(pack, ranked, budget, max_items, self.counter.count, trace)
+
+    async def _ranked(
+        self,
+        user: str,
+        query: str,
+        embedding: np.ndarray,
+        k: int,
+        when: QueryTime | None,
+        trace: RecallTrace | None = None,
+    ) -> list[tuple[MemCube, float]]:
+        """Hybrid recall of ``query`` over ``user``'s memories, ranked; the CPU
+        work runs on the recall pool, so the event loop keeps serving and a
+        caller's deadline bounds the wait."""
+        index = await self._lexical.index(user)
+        domains = await self._bridge.query_domains(embedding)
+        if float(domains.max()) >= DOMAIN_FLOOR:
+            await self._profile_standing(user, index)
+        min_score = self.settings.min_score
+
+        def everything(ix: OwnerIndex) -> list[tuple[MemCube, float]] | None:
+            view = ix.view()
+            if view is None:
+                return None
+            bridged = bridge_scores(domains, ix.profiles, ix.cubes, min_score)
+            return rank_view(view, ix.bm25, query, embedding, min_score, bridged, len(ix.cubes), when, trace)
+
+        ranked = await self._lexical.read(index, everything)
+        if ranked is not None:
+            return ranked
+        # no vectors in process (a shared store): top-k dense from the store + top-k lexical
+        dense = await self.store.query(user, embedding, k)
+
+        def lexical_top(ix: OwnerIndex) -> tuple[dict[str, float], dict[str, MemCube]]:
+            scores = ix.bm25.scores(query)
+            top = sorted(scores, key=scores.__getitem__, reverse=True)[:k]
+            return scores, {i: ix.cubes[i] for i in top if i in ix.cubes}
+
+        lexical, lexical_cubes = await self._lexical.read(index, lexical_top)
+        cosines = {cube.id: cos for cube, cos in dense}
+        cubes = {cube.id: cube for cube, _ in dense}
+        missing = [i for i in lexical_cubes if i not in cosines]
+        if missing:
+            cosines.update(await self.store.similarities(user, embedding, missing))
+            cubes.update({i: lexical_cubes[i] for i in missing if i in cosines})
+        candidates = [Candidate(cube, cosines[i], lexical.get(i, 0.0)) for i, cube in cubes.items()]
+
+        def ranked_candidates(ix: OwnerIndex) -> list[tuple[MemCube, float]]:
+            bridged = bridge_scores(domains, ix.profiles, ix.cubes, min_score)
+            return rank(candidates, min_score, bridged, query, len(ix.cubes), when, trace)
+
+        return await self._lexical.read(index, ranked_candidates)
+
+    async def _profile_standing(self, user: str, index: OwnerIndex) -> None:
+        """Profile the owner's standing facts stored without one (rows written
+        before profiles were stored), once, on the bulk embedding lane: other
+        owners' queries never wait for it. Shielded, so a recall that misses
+        its deadline does not throw the work away."""
+        task = self._backfills.get(user)
+        if task is None:
+            missing = await self._lexical.read(index, OwnerIndex.unprofiled)
+            if not missing:
+                return
+            task = self._backfills.get(user)  # another recall may have started it meanwhile
+            if task is None:
+                task = asyncio.create_task(self._fill_profiles(user, missing), name=f"memproxy-profiles-{user}")
+                self._backfills[user] = task
+                task.add_done_callback(lambda _: self._backfills.pop(user, None))
+        await asyncio.shield(task)
+
+    async def _fill_profiles(self, user: str, cubes: list[MemCube]) -> None:
+        for start in range(0, len(cubes), PROFILE_CHUNK):
+            chunk = cubes[start : start + PROFILE_CHUNK]
+            self._lexical.profiled(user, chunk, await self._bridge.profiles(chunk))
+
+    async def active_memories(self, user: str) -> list[MemCube]:
+        """Every active memory of ``user``: from the owner's in-process index for
+        the embedded store (loading it if needed), else read from the store."""
+        if not self._local:
+            return await self.store.all_active(user)
+        index = await self._lexical.index(user)
+        return await self._lexical.read(index, lambda ix: list(ix.cubes.values()))
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU work over many memories on the recall pool, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def core(self, user: str) -> CoreSet:
         """``user``'s core memories: active, oldest first, packed into
@@ -396,7 +498,12 @@ class MemoryEngine:
             if not more or not page:
                 break
             after = page[-1].id
-        cubes.sort(key=lambda c: c.id)
+        core = await self.offload(self._pack_core, cubes)
+        self._core[user] = core
+        return core
+
+    def _pack_core(self, cubes: list[MemCube]) -> CoreSet:
+        cubes = sorted(cubes, key=lambda c: c.id)
         budget = self.settings.core_token_budget
         kept: list[MemCube] = []
         used = 0
@@ -406,9 +513,7 @@ class MemoryEngine:
                 continue
             kept.append(cube)
             used += tokens
-        core = CoreSet(kept, core_version(kept), used)
-        self._core[user] = core
-        return core
+        return CoreSet(kept, core_version(kept), used)
 
     def invalidate_core(self, user: str) -> None:
         self._core.pop(user, None)
@@ -470,12 +575,16 @@ class MemoryEngine:
             changes["tier"] = _choice(patch.tier, TIERS, "tier")
         if patch.state is not None:
             changes["state"] = _choice(patch.state, STATES, "state")
+        if changes.get("content", cube.content) != cube.content:
+            changes.update(standing=None, domains=())  # stamped again on update
         updated = cube.evolve(**changes, version=cube.version + 1, updated_at=utcnow())
         return self._token_count(stamp_dates(updated))
 
     async def update(self, memory_id: str, patch: MemoryPatch) -> MemCube:
         cube = await self.get(memory_id)
         updated = self._patched(cube, patch)
+        if updated.standing is None:
+            updated = (await self._bridge.stamp([updated]))[0]
         embedding = None
         if updated.content != cube.content:
             embedding = (await encode(self.embedder.embed, [updated.content]))[0]
@@ -648,7 +757,10 @@ class MemoryEngine:
         if self.extractor is not None:
             await self.extractor.aclose()
         await self.journal.aclose()
+        for task in list(self._backfills.values()):
+            task.cancel()
         await self.store.aclose()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         if self._owns_embedder:
             self.embedder.close()
 

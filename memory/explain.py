@@ -14,7 +14,9 @@ Cut reasons: ``gate`` (the query's best memory did not reach the gate:
 nothing is recalled), ``floor`` (under the item floor), ``near_duplicate``
 (a near-identical memory ranked instead: ``twin``), ``core`` (in the core
 tier, injected anyway), ``budget`` (did not fit the token budget),
-``limit`` (``max_items`` reached), ``ranked_out`` (past the ranking's cap).
+``limit`` (``max_items`` reached), ``ranked_out`` (past the ranking's cap of
+``MAX_RANKED``). For a large owner the trace holds the memories the ranking
+looked at plus the best few it cut early, not every memory.
 """
 
 from __future__ import annotations
@@ -80,6 +82,24 @@ class RecallTrace:
         if entry.cut is None:
             entry.cut = reason
             entry.twin = twin
+
+    def add_ranked(self, ranked: list[tuple[MemCube, float]], source: str) -> None:
+        """Memories ranked elsewhere (installed packs) that joined this ranking."""
+        for cube, score in ranked:
+            if cube.id not in self.candidates:
+                entry = self.candidate(cube)
+                entry.source, entry.score = source, score
+
+    def settle(self, ranked: list[tuple[MemCube, float]]) -> None:
+        """The ranking's outcome: the ranked keep their score; any other traced candidate
+        not cut for a reason was under the item floor, or past the ranking's cap."""
+        for cube, score in ranked:
+            self.candidate(cube).score = score
+        for entry in self.candidates.values():
+            if entry.score is None:
+                plain = entry.parts.get("dense", 0.0) + entry.parts.get("lexical", 0.0)
+                over = self.floor is not None and max(plain, entry.parts.get("standing", 0.0)) >= self.floor
+                self.cut(entry.cube, "ranked_out" if over else "floor")
 
     def ordered(self) -> list[CandidateTrace]:
         """Injected first (in injection order is the caller's), then the rest by score."""

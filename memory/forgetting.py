@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memory.cube import owner_key
-
 if TYPE_CHECKING:
     from memory.engine import MemoryEngine
 
@@ -50,21 +48,9 @@ def drop_owner_caches(engine: MemoryEngine, user: str) -> list[str]:
     """Clear ``user``'s entries from the engine's per-owner caches; the names of those cleared."""
     cleared: list[str] = []
     lexical = engine._lexical
-    lexical.drop(user)
+    lexical.drop(user)  # the owner's index: cubes, BM25, vectors and standing-fact profiles
     cleared.append("lexical")
     if user in engine._core:
         cleared.append("core")
     engine.invalidate_core(user)
-    prefix = f"mem_{owner_key(user)}_"  # memory ids name their owner
-    bridge = engine._bridge
-    dropped = False
-    for name in ("_profiles", "_standing"):
-        cache = getattr(bridge, name, None)
-        if isinstance(cache, dict):
-            stale = [k for k in cache if isinstance(k, tuple) and str(k[0]).startswith(prefix)]
-            for key in stale:
-                del cache[key]
-            dropped = dropped or bool(stale)
-    if dropped:
-        cleared.append("domain_profiles")
     return cleared

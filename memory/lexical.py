@@ -101,6 +101,13 @@ class BM25Index:
                 if not docs:
                     del self._postings[term]
 
+    def terms(self, doc_id: str) -> tuple[str, ...] | None:
+        """The distinct index terms of a document (None: not indexed)."""
+        return self._terms.get(doc_id)
+
+    def document_frequency(self, term: str) -> int:
+        return len(self._postings.get(term, ()))
+
     def _idf(self, term: str) -> float:
         n = len(self._lengths)
         df = len(self._postings.get(term, ()))

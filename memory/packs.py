@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memory.archive import ArchiveError, ArchiveReader, ArchiveWriter, ImportReport, import_archive
-from memory.cube import tenant_of, isoformat, utcnow
+from memory.cube import isoformat, tenant_of, utcnow
 from memory.encoding import encode
 from memory.fingerprint import embedder_id
 from memory.importers.base import ImportedItem, build_cubes

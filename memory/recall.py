@@ -46,21 +46,22 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
 from datetime import date, datetime, timedelta
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from memory.cube import META_KEY, MemCube
 from memory.explain import RecallTrace
 from memory.lexcache import OwnerIndex
-from memory.lexical import tokenize
+from memory.lexical import BM25Index, tokenize
 from memory.render import render_item
-from memory.store import MemoryStore
 from memory.timeparse import QueryTime, resolve_relative, span_of
+from memory.view import OwnerView
 
 LEXICAL_WEIGHT = 2.0
 # the gate (does this query need memory at all?) keeps its own, calibrated
@@ -89,6 +90,7 @@ GATE_BASE_SIZE = 10
 # memories of one day share one date header in the rendered block (see pack)
 GROUP_BY_DATE = True
 MAX_RANKED = 256  # more than any budget holds (4,096 tokens ~ 160 turns)
+TRACED_BEYOND = 32  # an explanation also shows this many of the best memories the ranking cut early
 
 T = TypeVar("T")
 
@@ -159,36 +161,51 @@ def rank(
     best = max([gate_score(c) for c in candidates] + [score for _, score in extra], default=-1.0)
     threshold = gate(min_score, population or len(candidates))
     if trace is not None:
-        trace.gate, trace.best, trace.passed_gate = threshold, best, best >= threshold
         for c in candidates:
             trace.part(c.cube, "dense", c.cosine)
             trace.part(c.cube, "lexical", LEXICAL_WEIGHT * c.lexical)
-        for cube, score in extra:
-            trace.part(cube, "standing", score)
+        _trace_gate(trace, extra, threshold, best, min_score * ITEM_FLOOR_RATIO)
     if best < threshold:  # plain relevance, before any context
-        if trace is not None:
-            for entry in trace.candidates.values():
-                trace.cut(entry.cube, "gate")
         return []
     floor = min_score * ITEM_FLOOR_RATIO  # on plain relevance: context alone cannot bring a memory in
-    if trace is not None:
-        trace.floor = floor
     scored = merge_best(contextualise(candidates, query, floor, when, trace), extra)
     plain = {c.cube.id: c.score for c in candidates}
     plain.update({cube.id: max(score, plain.get(cube.id, score)) for cube, score in extra})
+    frequency = Counter(w for cube, _ in scored for w in words_of(cube))
+    eligible = ((cube, score) for cube, score in scored if plain.get(cube.id, score) >= floor)
+    ranked = _suppress_twins(eligible, words_of, lambda w: frequency.get(w, 0), trace)
+    if trace is not None:
+        trace.settle(ranked)
+    return ranked
+
+
+def _trace_gate(
+    trace: RecallTrace, extra: Sequence[tuple[MemCube, float]], threshold: float, best: float, floor: float
+) -> None:
+    """The gate, the floor and the standing facts' scores; on a closed gate, everything traced is cut by it."""
+    trace.gate, trace.best, trace.passed_gate = threshold, best, best >= threshold
+    for cube, score in extra:
+        trace.part(cube, "standing", score)
+    if best < threshold:
+        for entry in trace.candidates.values():
+            trace.cut(entry.cube, "gate")
+    else:
+        trace.floor = floor
+
+
+def _suppress_twins(
+    scored: Iterable[tuple[MemCube, float]],
+    words_of: Callable[[MemCube], frozenset[str]],
+    frequency: Callable[[str], int],
+    trace: RecallTrace | None = None,
+) -> list[tuple[MemCube, float]]:
+    """Near-duplicate suppression over memories in rank order (newer wins a
+    tie), at most :data:`MAX_RANKED` kept, returned in rank order."""
     kept: list[tuple[MemCube, float, frozenset[str]]] = []
     by_prefix: dict[str, list[int]] = {}  # prefix filtering: twins share a prefix token
-    frequency = Counter(w for cube, _ in scored for w in words_of(cube))
-    for n, (cube, score) in enumerate(scored):
+    for cube, score in scored:
         if len(kept) >= MAX_RANKED:
-            if trace is not None:
-                for late, _ in scored[n:]:
-                    trace.cut(late, "ranked_out")
             break
-        if plain.get(cube.id, score) < floor:
-            if trace is not None:
-                trace.cut(cube, "floor")
-            continue
         words = words_of(cube)
         prefix = _prefix(words, frequency)
         seen: set[int] = set()
@@ -214,12 +231,6 @@ def rank(
             trace.cut(cube, "near_duplicate", twin=kept[twin][0].id)
     ranked = [(cube, score) for cube, score, _ in kept]
     ranked.sort(key=_sort_key)
-    if trace is not None:
-        for cube, score in ranked:
-            trace.candidate(cube).score = score
-        for entry in trace.candidates.values():
-            if entry.score is None:
-                trace.cut(entry.cube, "floor")  # left out by contextualise: under the floor
     return ranked
 
 
@@ -276,10 +287,10 @@ def contextualise(
         return []
     ordered = sorted(candidates, key=lambda c: c.cube.id)
     timed = TIME_BOOST if when is not None else 0.0
-    base = [c.score + (timed if timed and in_time(c.cube, when) else 0.0) for c in ordered]
+    base = [c.score + (timed if when is not None and in_time(c.cube, when) else 0.0) for c in ordered]
     keys = [session_key(c.cube) for c in ordered]
     best_in_session: dict[object, float] = {}
-    for key, score in zip(keys, base):
+    for key, score in zip(keys, base, strict=True):
         if score > best_in_session.get(key, -1.0):
             best_in_session[key] = score
     speakers = named_speakers(query, ordered) if SPEAKER_BOOST else set()
@@ -319,26 +330,34 @@ def in_time(cube: MemCube, when: QueryTime) -> bool:
 
 
 class CubeMemo(Generic[T]):
-    """Values derived from a memory's text, kept per (id, version, content)
-    and dropped all at once past ``limit`` entries (recall's per-memory caches).
-    Extra arguments are passed to ``derive`` but are not part of the key."""
+    """Values derived from a memory's text, kept per (id, version, content),
+    least recently used dropped first past ``limit`` entries (recall's
+    per-memory caches for candidates outside an owner's view; the view keeps
+    its own, per owner). Extra arguments are passed to ``derive`` but are not
+    part of the key."""
 
     def __init__(self, derive: Callable[..., T], limit: int = 200_000) -> None:
         self._derive = derive
         self._limit = limit
-        self._values: dict[tuple[str, int, str], T] = {}
+        self._values: OrderedDict[tuple[str, int, str], T] = OrderedDict()
+        self._lock = threading.Lock()  # recall runs on a thread pool
 
     def __call__(self, cube: MemCube, *args: Any) -> T:
         key = (cube.id, cube.version, cube.content)
-        value = self._values.get(key)
-        if value is None:
-            if len(self._values) >= self._limit:
-                self._values.clear()
-            value = self._values[key] = self._derive(cube, *args)
+        with self._lock:
+            value = self._values.get(key)
+            if value is not None:
+                self._values.move_to_end(key)
+                return value
+        value = self._derive(cube, *args)
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self._limit:
+                self._values.popitem(last=False)
         return value
 
 
-def _spans(cube: MemCube) -> tuple[tuple[date, date], ...]:
+def cube_spans(cube: MemCube) -> tuple[tuple[date, date], ...]:
     meta = cube.metadata.get(META_KEY) if isinstance(cube.metadata, dict) else None
     stored = meta.get(DATES_KEY) if isinstance(meta, dict) else None
     if isinstance(stored, list):
@@ -350,7 +369,7 @@ def _spans(cube: MemCube) -> tuple[tuple[date, date], ...]:
 
 # The dates the memory's relative expressions resolve to: those stored at
 # write time (``metadata._memproxy.dates``), else resolved now.
-mentioned_spans = CubeMemo(_spans)
+mentioned_spans = CubeMemo(cube_spans)
 # The memory's index terms.
 words_of = CubeMemo(lambda cube: frozenset(tokenize(cube.content)))
 # Tokens of the memory's line without its date header (``count`` is the one
@@ -358,7 +377,7 @@ words_of = CubeMemo(lambda cube: frozenset(tokenize(cube.content)))
 _body_tokens: CubeMemo[int] = CubeMemo(lambda cube, count: count(cube.content.strip()))
 
 
-def _prefix(words: frozenset[str], frequency: Mapping[str, int]) -> list[str]:
+def _prefix(words: frozenset[str], frequency: Callable[[str], int]) -> list[str]:
     """The first tokens (rarest first) that any near-duplicate must share.
 
     Any fixed order makes the filter exact; rarest first keeps common words (a
@@ -367,7 +386,7 @@ def _prefix(words: frozenset[str], frequency: Mapping[str, int]) -> list[str]:
     was most of the ranking time on the LoCoMo dev questions)."""
     if not words:
         return [""]
-    ordered = sorted(words, key=lambda w: (frequency.get(w, 0), w))
+    ordered = sorted(words, key=lambda w: (frequency(w), w))
     size = len(ordered) - math.ceil(NEAR_DUPLICATE * len(ordered)) + 1
     return ordered[: max(1, size)]
 
@@ -424,12 +443,12 @@ def pack(
         if day is not None:
             days.add(day)
     if not GROUP_BY_DATE:
-        items = [Recalled(cube=c, score=s, tokens=f, text=render_item(c)) for c, s, f, _ in chosen]
-        return RecallResult(items=items, tokens=used)
+        plain = [Recalled(cube=c, score=s, tokens=f, text=render_item(c)) for c, s, f, _ in chosen]
+        return RecallResult(items=plain, tokens=used)
     groups: dict[object, list[tuple[MemCube, float, int, int]]] = {}
     for entry in chosen:  # in rank order, so a group's first entry is its best
-        day = entry[0].event_time.date() if entry[0].event_time is not None else ("undated", entry[0].id)
-        groups.setdefault(day, []).append(entry)
+        group_key: object = entry[0].event_time.date() if entry[0].event_time is not None else ("undated", entry[0].id)
+        groups.setdefault(group_key, []).append(entry)
     items: list[Recalled] = []
     for group in groups.values():
         group.sort(key=lambda e: (e[0].event_time, e[0].created_at, e[0].id))
@@ -452,28 +471,9 @@ def merge_best(
     return sorted(best.values(), key=_sort_key)
 
 
-async def gather_candidates(
-    store: MemoryStore, owner_index: OwnerIndex, user: str, query: str, embedding: np.ndarray, k: int
-) -> list[Candidate]:
-    """Every memory of the owner scored in memory when its vectors are cached;
-    else top-k dense hits from the store plus top-k lexical hits from the owner's index."""
-    local = score_all(owner_index, query, embedding)
-    if local is not None:
-        return local
-    dense = await store.query(user, embedding, k)
-    lexical = owner_index.bm25.scores(query)
-    top_lexical = sorted(lexical, key=lexical.__getitem__, reverse=True)[:k]
-    cosines = {cube.id: cos for cube, cos in dense}
-    cubes = {cube.id: cube for cube, _ in dense}
-    missing = [i for i in top_lexical if i not in cosines and i in owner_index.cubes]
-    if missing:
-        cosines.update(await store.similarities(user, embedding, missing))
-        cubes.update({i: owner_index.cubes[i] for i in missing if i in cosines})
-    return [Candidate(cube, cosines[i], lexical.get(i, 0.0)) for i, cube in cubes.items()]
-
-
 def score_all(owner_index: OwnerIndex, query: str, embedding: np.ndarray) -> list[Candidate] | None:
-    """Dense + lexical scores of every memory of the owner, or None without cached vectors."""
+    """Dense + lexical scores of every memory of the owner, or None without cached
+    vectors (one object per memory: :func:`rank_view` ranks the same on arrays)."""
     cached = owner_index.matrix()
     if cached is None:
         return None
@@ -481,4 +481,128 @@ def score_all(owner_index: OwnerIndex, query: str, embedding: np.ndarray) -> lis
     cosines = matrix @ np.asarray(embedding, dtype=np.float32).reshape(-1)
     lexical = owner_index.bm25.scores(query)
     cubes = owner_index.cubes
-    return [Candidate(cubes[i], float(c), lexical.get(i, 0.0)) for i, c in zip(ids, cosines)]
+    return [Candidate(cubes[i], float(c), lexical.get(i, 0.0)) for i, c in zip(ids, cosines, strict=True)]
+
+
+# -- every memory of an owner at once (the view) --------------------------------
+
+
+def rank_view(
+    view: OwnerView,
+    bm25: BM25Index,
+    query: str,
+    embedding: np.ndarray,
+    min_score: float,
+    extra: Sequence[tuple[MemCube, float]] = (),
+    population: int = 0,
+    when: QueryTime | None = None,
+    trace: RecallTrace | None = None,
+) -> list[tuple[MemCube, float]]:
+    """:func:`rank` of :func:`score_all`'s candidates, on arrays.
+
+    The same scores in the same order (the same float operations: cosine +
+    weighted BM25, the time boost, neighbours and session best within a
+    session in id order, the speaker boost), without a Python object per
+    memory; only the memories that reach the near-duplicate pass become
+    tuples. Near-duplicate prefixes are ordered by the owner's BM25 document
+    frequency (rarest first) instead of the candidates' word counts: any fixed
+    order finds the same twins (see :func:`_prefix`).
+    """
+    n = view.n
+    cosines = (view.matrix @ np.asarray(embedding, dtype=np.float32).reshape(-1)).astype(np.float64)
+    lexical = np.zeros(n, dtype=np.float64)
+    for memory_id, value in bm25.scores(query).items():
+        pos = view.position.get(memory_id)
+        if pos is not None:
+            lexical[pos] = value
+    fused = cosines + LEXICAL_WEIGHT * lexical
+    gated = cosines + GATE_LEXICAL_WEIGHT * lexical
+    best = max([float(gated.max()) if n else -1.0] + [score for _, score in extra])
+    threshold = gate(min_score, population or n)
+    if trace is not None and best < threshold:  # the best plain scores, all cut by the gate
+        for pos in np.argsort(-gated, kind="stable")[:TRACED_BEYOND]:
+            trace.part(view.cubes[pos], "dense", float(cosines[pos]))
+            trace.part(view.cubes[pos], "lexical", float(LEXICAL_WEIGHT * lexical[pos]))
+        _trace_gate(trace, extra, threshold, best, min_score * ITEM_FLOOR_RATIO)
+    if best < threshold:
+        return []
+    floor = min_score * ITEM_FLOOR_RATIO
+    base = fused + TIME_BOOST * _in_time(view, when) if when is not None else fused
+    codes = view.sessions
+    scores = base.copy()
+    if NEIGHBOUR_WEIGHT and n > 1:
+        same = codes[1:] == codes[:-1]
+        left = np.full(n, -np.inf)
+        left[1:] = np.where(same, base[:-1], -np.inf)
+        right = np.full(n, -np.inf)
+        right[:-1] = np.where(same, base[1:], -np.inf)
+        near = np.maximum(left, right)
+        has = near > -np.inf
+        scores = np.where(has, scores + NEIGHBOUR_WEIGHT * np.where(has, near, 0.0), scores)
+    if SESSION_WEIGHT:
+        best_in_session = np.full(len(view.session_codes), -1.0)
+        np.maximum.at(best_in_session, codes, base)
+        scores = scores + SESSION_WEIGHT * best_in_session[codes]
+    speakers = _named_speaker_codes(query, view) if SPEAKER_BOOST else []
+    if speakers:
+        scores = np.where(np.isin(view.speakers, speakers), scores + SPEAKER_BOOST, scores)
+    final = np.where(fused < floor, -np.inf, scores)
+    outside: list[tuple[MemCube, float]] = []
+    for cube, score in extra:  # each memory at its best score (merge_best)
+        pos = view.position.get(cube.id)
+        if pos is None:
+            outside.append((cube, score))
+        elif final[pos] < score:
+            final[pos] = score
+    chosen = np.nonzero(final > -np.inf)[0]
+    order = chosen[np.lexsort((chosen, -view.recency[chosen], -final[chosen]))]
+    if trace is not None:
+        # the parts of the memories the ranking looks at, and of the best ones under the floor
+        under = np.nonzero(final == -np.inf)[0]
+        under = under[np.argsort(-fused[under], kind="stable")[:TRACED_BEYOND]]
+        for pos in np.concatenate([order[: 2 * MAX_RANKED], under]):
+            cube = view.cubes[pos]
+            trace.part(cube, "dense", float(cosines[pos]))
+            trace.part(cube, "lexical", float(LEXICAL_WEIGHT * lexical[pos]))
+            trace.part(cube, "time", float(base[pos] - fused[pos]))
+            if NEIGHBOUR_WEIGHT and n > 1 and has[pos]:
+                trace.part(cube, "neighbour", float(NEIGHBOUR_WEIGHT * near[pos]))
+            if SESSION_WEIGHT:
+                trace.part(cube, "session", float(SESSION_WEIGHT * best_in_session[codes[pos]]))
+            if speakers and view.speakers[pos] in speakers:
+                trace.part(cube, "speaker", SPEAKER_BOOST)
+        _trace_gate(trace, extra, threshold, best, floor)
+    ordered: Iterable[tuple[MemCube, float]] = ((view.cubes[i], float(final[i])) for i in order)
+    if outside:
+        ordered = merge_best(list(ordered), outside)
+    ranked = _suppress_twins(ordered, lambda cube: _indexed_words(bm25, cube), bm25.document_frequency, trace)
+    if trace is not None:
+        trace.settle(ranked)
+    return ranked
+
+
+def _in_time(view: OwnerView, when: QueryTime) -> np.ndarray:
+    """Per memory, 1.0 when it meets the time the query names (see :func:`in_time`)."""
+    days = view.days
+    hit = np.zeros(view.n, dtype=bool)
+    dated = days >= 0
+    for lo, hi in when.spans:
+        hit |= dated & (days >= lo.toordinal()) & (days < hi.toordinal())
+    if when.months:
+        hit |= dated & np.isin(view.months, sorted(when.months))
+    for pos, spans in view.mentioned().items():
+        if not hit[pos] and any(when.overlaps(start, end) for start, end in spans):
+            hit[pos] = True
+    return hit.astype(np.float64)
+
+
+def _named_speaker_codes(query: str, view: OwnerView) -> list[int]:
+    words = {w.lower() for w in _NAME.findall(query)}
+    if not words:
+        return []
+    return [code for name, code in view.speaker_codes.items() if name.split()[0].lower() in words]
+
+
+def _indexed_words(bm25: BM25Index, cube: MemCube) -> frozenset[str]:
+    terms = bm25.terms(cube.id)
+    return frozenset(terms) if terms is not None else words_of(cube)

@@ -148,24 +148,16 @@ class MemScheduler:
 
         now = self.clock()
         made: list[Decision] = []
-        cubes = await self.engine.store.all_active(user)
-        live: list[MemCube] = []
-        for cube in cubes:
-            reason = self._expired(cube, now)
-            if reason:
-                await self.engine.update(cube.id, MemoryPatch(state=State.ARCHIVED.value))
-                made.append(self._decide("expire", cube, reason))
-            else:
-                live.append(cube)
+        cubes = await self.engine.active_memories(user)
+        expired, by_id, promoted = await self.engine.offload(self._triage, cubes, now)
+        for cube, reason in expired:
+            await self.engine.update(cube.id, MemoryPatch(state=State.ARCHIVED.value))
+            made.append(self._decide("expire", cube, reason))
         seen = self.engine.recalls.last_seen.get(user, {})
-        for cube in live:
-            if cube.tier != Tier.CORE.value or not isinstance(cube.metadata.get(META_KEY), dict):
-                continue
-            if not cube.metadata[META_KEY].get("promoted_at"):
-                continue
+        for cube in promoted:
             last = seen.get(cube.id)
-            promoted = parse_time(cube.metadata[META_KEY]["promoted_at"])
-            idle_since = max(last or 0.0, promoted.timestamp() if promoted else 0.0)
+            promoted_at = parse_time(cube.metadata[META_KEY]["promoted_at"])
+            idle_since = max(last or 0.0, promoted_at.timestamp() if promoted_at else 0.0)
             if now - idle_since >= self.settings.demote_idle_s:
                 metadata = _without_promotion(cube.metadata)
                 await self.engine.update(cube.id, MemoryPatch(tier=Tier.RECALL.value, metadata=metadata))
@@ -173,7 +165,6 @@ class MemScheduler:
         core = await self.engine.core(user)
         used = core.tokens
         counts = self.engine.recalls.recent(user, self.settings.window_requests)
-        by_id = {c.id: c for c in live}
         ranked = sorted(
             (c for c in counts.items() if c[1] >= self.settings.promote_min_recalls and c[0] in by_id),
             key=lambda c: (-c[1], c[0]),
@@ -193,6 +184,29 @@ class MemScheduler:
                 self._decide("promote", cube, f"recalled in {hits} of the last {self.settings.window_requests} requests")
             )
         return made
+
+    def _triage(
+        self, cubes: list[MemCube], now: float
+    ) -> tuple[list[tuple[MemCube, str]], dict[str, MemCube], list[MemCube]]:
+        """Split an owner's memories (off the event loop: there may be many):
+        the expired with their reason, the live by id, and the live ones the
+        scheduler promoted to core."""
+        expired: list[tuple[MemCube, str]] = []
+        live: list[MemCube] = []
+        for cube in cubes:
+            reason = self._expired(cube, now)
+            if reason:
+                expired.append((cube, reason))
+            else:
+                live.append(cube)
+        promoted = [
+            cube
+            for cube in live
+            if cube.tier == Tier.CORE.value
+            and isinstance(cube.metadata.get(META_KEY), dict)
+            and cube.metadata[META_KEY].get("promoted_at")
+        ]
+        return expired, {c.id: c for c in live}, promoted
 
     def _expired(self, cube: MemCube, now: float) -> str | None:
         expires = cube.metadata.get("expires_at")

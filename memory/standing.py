@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -47,7 +47,7 @@ DOMAIN_ANCHORS = tuple(phrase for domain in DOMAINS for phrase in domain)
 _DOMAIN_STARTS = np.cumsum([0] + [len(d) for d in DOMAINS[:-1]])
 DOMAIN_FLOOR = 0.25
 BRIDGE_MARGIN = 0.01
-MAX_CACHED_PROFILES = 100_000
+PROFILE_DECIMALS = 4
 
 STANDING_PATTERNS = re.compile(
     r"\b("
@@ -88,60 +88,77 @@ def domain_lean(phrase_scores: np.ndarray) -> np.ndarray:
 
 
 class DomainBridge:
-    """Scores standing facts against a query by shared life domain."""
+    """Domain profiles of standing facts (at write time) and of queries.
 
-    def __init__(self, embed: Embed) -> None:
-        self._embed = embed
+    A memory's standing flag and profile are computed when it is written and
+    stored with it (:meth:`stamp`), so neither a query nor a restart
+    recomputes them. Profiles are embedded on the *bulk* lane (they belong
+    to writes, and to the lazy backfill of rows written before profiles were
+    stored), so a large owner never holds up other owners' queries.
+    """
+
+    def __init__(self, embed_query: Embed, embed_bulk: Embed | None = None) -> None:
+        self._embed_query = embed_query
+        self._embed_bulk = embed_bulk or embed_query
         self._anchors: np.ndarray | None = None
-        self._profiles: dict[tuple[str, int], np.ndarray] = {}
-        self._standing: dict[tuple[str, int], bool] = {}
+        self._anchors_lock = asyncio.Lock()
 
-    def _is_standing(self, cube: MemCube) -> bool:
-        key = (cube.id, cube.version)
-        known = self._standing.get(key)
-        if known is None:
-            if len(self._standing) >= MAX_CACHED_PROFILES:
-                self._standing.clear()
-            known = self._standing[key] = is_standing(cube)
-        return known
-
-    async def _anchor_matrix(self) -> np.ndarray:
+    async def anchors(self) -> np.ndarray:
         if self._anchors is None:
-            self._anchors = await self._embed(list(DOMAIN_ANCHORS))
+            async with self._anchors_lock:
+                if self._anchors is None:
+                    self._anchors = await self._embed_query(list(DOMAIN_ANCHORS))
         return self._anchors
 
-    async def scores(
-        self, query_vector: np.ndarray, cubes: Sequence[MemCube], min_score: float
-    ) -> list[tuple[MemCube, float]]:
-        """Standing facts among ``cubes`` that share a domain with the query."""
-        anchors = await self._anchor_matrix()
-        query_domains = domain_lean(anchors @ query_vector)
-        if float(query_domains.max()) < DOMAIN_FLOOR:
-            return []
-        standing = [c for c in cubes if self._is_standing(c)]
-        if not standing:
-            return []
-        profiles = await self._profiles_of(standing, anchors)
-        out: list[tuple[MemCube, float]] = []
-        for cube in standing:
-            shared = np.minimum(query_domains, profiles[(cube.id, cube.version)])
-            strength = float(shared.max())
-            if strength >= DOMAIN_FLOOR:
-                out.append((cube, min_score + BRIDGE_MARGIN * strength))
-        return out
+    async def query_domains(self, query_vector: np.ndarray) -> np.ndarray:
+        """The query's lean into each domain."""
+        return domain_lean(await self.anchors() @ query_vector)
 
-    async def _profiles_of(self, cubes: Sequence[MemCube], anchors: np.ndarray) -> dict[tuple[str, int], np.ndarray]:
-        missing = [c for c in cubes if (c.id, c.version) not in self._profiles]
-        if len(self._profiles) + len(missing) > MAX_CACHED_PROFILES:
-            self._profiles.clear()
-            missing = list(cubes)
-        if missing:
-            # Shielded: a recall that hits its deadline must not throw away the
-            # embeddings, or a large owner would restart this work every request.
-            await asyncio.shield(asyncio.ensure_future(self._fill(missing, anchors)))
-        return {(c.id, c.version): self._profiles[(c.id, c.version)] for c in cubes}
+    async def profiles(self, cubes: Sequence[MemCube]) -> np.ndarray:
+        """The domain profile of each memory's user-side text, ``(n, domains)``."""
+        if not cubes:
+            return np.zeros((0, len(DOMAINS)), dtype=np.float32)
+        anchors = await self.anchors()
+        vectors = await self._embed_bulk([user_side(c.content) for c in cubes])
+        return np.stack([profile_of(anchors @ v) for v in vectors])
 
-    async def _fill(self, cubes: Sequence[MemCube], anchors: np.ndarray) -> None:
-        vectors = await self._embed([user_side(c.content) for c in cubes])
-        for cube, vector in zip(cubes, vectors, strict=True):
-            self._profiles[(cube.id, cube.version)] = domain_lean(anchors @ vector)
+    async def stamp(self, cubes: Sequence[MemCube]) -> list[MemCube]:
+        """``cubes`` with their standing flag and, for standing facts, profile set
+        (cubes already stamped are kept as they are)."""
+        flags = [c.standing if c.standing is not None else is_standing(c) for c in cubes]
+        todo = [c for c, flag in zip(cubes, flags, strict=True) if flag and c.standing is None]
+        profiles = dict(zip((c.id for c in todo), await self.profiles(todo), strict=True))
+        return [
+            c
+            if c.standing is not None
+            else c.evolve(standing=flag, domains=tuple(float(x) for x in profiles[c.id]) if flag else ())
+            for c, flag in zip(cubes, flags, strict=True)
+        ]
+
+
+def profile_of(phrase_scores: np.ndarray) -> np.ndarray:
+    """A stored profile: the domain lean, rounded so it reads back the same."""
+    return np.round(domain_lean(phrase_scores), PROFILE_DECIMALS).astype(np.float32)
+
+
+def bridge_scores(
+    query_domains: np.ndarray,
+    profiles: Mapping[str, np.ndarray | None],
+    cubes: Mapping[str, MemCube],
+    min_score: float,
+) -> list[tuple[MemCube, float]]:
+    """Standing facts that share a domain with the query, scored just over the floor.
+
+    Facts whose profile is not known yet (``None``) are left out."""
+    if float(query_domains.max()) < DOMAIN_FLOOR:
+        return []
+    known = [(i, p) for i, p in profiles.items() if p is not None and i in cubes]
+    if not known:
+        return []
+    matrix = np.stack([p for _, p in known])
+    strength = np.minimum(matrix, query_domains[None, :]).max(axis=1)
+    return [
+        (cubes[i], min_score + BRIDGE_MARGIN * float(s))
+        for (i, _), s in zip(known, strength, strict=True)
+        if float(s) >= DOMAIN_FLOOR
+    ]

@@ -8,6 +8,7 @@ raised as :class:`memory.errors.StoreUnavailable`.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -48,12 +49,12 @@ class MemoryStore(Protocol):
 
     async def list(
         self, user: str, limit: int, after: str | None = None, tier: str | None = None
-    ) -> tuple[list[MemCube], bool]:
+    ) -> tuple[builtins.list[MemCube], bool]:
         """One page of ``user``'s memories in id (= creation) order, strictly
         after ``after``; returns ``(items, has_more)``."""
         ...
 
-    async def all_active(self, user: str) -> list[MemCube]:
+    async def all_active(self, user: str) -> builtins.list[MemCube]:
         """Every active memory of ``user`` (to build the lexical index)."""
         ...
 

@@ -8,7 +8,6 @@ with ``importlib`` so that litellm itself (slow to import) is never imported.
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from pathlib import Path
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,6 +44,35 @@ def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from adapters.llamacpp_upstream import DEFAULT_MODEL_FILE, assemble_default_model
 
     return assemble_default_model(tmp_path_factory.mktemp("gemma-data") / "models" / DEFAULT_MODEL_FILE)
+
+
+@pytest.fixture(scope="session")
+def big_store_master(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> tuple[Path, Any]:
+    """The session's one copy of :mod:`tests.bigstore` (40,000 memories), and their vectors."""
+    import numpy as np
+
+    from memory.encoding import encode
+    from tests import bigstore
+
+    root = tmp_path_factory.mktemp("big-store")
+    vectors = asyncio.run(encode(embedder.embed, bigstore.TEXTS))
+    np.save(root / "vectors.npy", vectors)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run(
+        [sys.executable, "-m", "tests.bigstore", str(root / "chroma"), str(root / "vectors.npy")],
+        check=True, cwd=repo, env=env,
+    )
+    return root / "chroma", vectors
+
+
+@pytest.fixture()
+def big_store(big_store_master: tuple[Path, Any], tmp_path: Path) -> tuple[Path, Any]:
+    """A copy of the 40,000-memory store of its own (path, the texts' vectors)."""
+    master, vectors = big_store_master
+    copy = tmp_path / "big-chroma"
+    shutil.copytree(master, copy)
+    return copy, vectors
 
 
 @pytest.fixture(scope="session")

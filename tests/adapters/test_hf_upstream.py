@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
+import torch  # noqa: E402
 import transformers  # noqa: F401  (a hard dependency: a missing install must fail, not skip)
 
-import torch  # noqa: E402
-
-from adapters.base import CallContext  # noqa: E402
+from adapters.base import (
+    Activation,  # noqa: E402
+    CallContext,  # noqa: E402
+)
 from adapters.errors import UpstreamError  # noqa: E402
 from adapters.hf_upstream import HFUpstream, PrefixCache, PrefixEntry, create  # noqa: E402
-from adapters.base import Activation  # noqa: E402
 from adapters.settings import UpstreamSettings  # noqa: E402
 from proxy.pipeline.blocks import render_core_block  # noqa: E402
 from tests.hf_tiny import build_tiny_model  # noqa: E402

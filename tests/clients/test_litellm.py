@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 from adapters.litellm_provider import register  # noqa: E402
 from tests.conftest import wait_for_memories  # noqa: E402
 
+
 @pytest.fixture(autouse=True)
 def _registered():
     register()

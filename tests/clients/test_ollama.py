@@ -10,8 +10,8 @@ import ollama
 import pytest
 
 from testing.fake_ollama import DONE_STATS, VERSION
-from tests.conftest import memories_before_barrier, wait_for_memories
 from testing.processes import memproxy_serve
+from tests.conftest import memories_before_barrier, wait_for_memories
 
 TOOLS = [
     {

@@ -30,7 +30,7 @@ def test_core_memories_are_listed_injected_first_and_stable(proxy, upstream):
 
     first = chat(proxy.url, "cora", "What colour is my Peugeot bike?")
     second = chat(proxy.url, "cora", "Is my Peugeot bike from 1984?")
-    assert first.status_code == 200
+    assert first.status_code == 200 and second.status_code == 200
     assert first.headers["x-memory-core"] == "2" and first.headers["x-memory-kv"] == "off"
     assert first.headers["x-memory-recalled"] == "1", "the core items are not recalled again"
     systems = [r.body["messages"][0]["content"] for r in upstream.chat_requests()[-2:]]

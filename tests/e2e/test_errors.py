@@ -9,8 +9,8 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.openai_schema import validate
 from testing.serving import free_port
+from tests.openai_schema import validate
 
 
 def chat(url: str, body: object, **kwargs) -> httpx.Response:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import httpx
-import pytest
-from openai import OpenAI
-
 import transformers  # noqa: F401  (a hard dependency: a missing install must fail, not skip)
+from openai import OpenAI
 
 from tests.hf_tiny import build_tiny_model  # noqa: E402
 from tests.openai_schema import validate  # noqa: E402

@@ -14,9 +14,9 @@ from tests.openai_schema import validate
 
 @pytest.fixture(scope="module")
 def local_proxy(tmp_path_factory: pytest.TempPathFactory, embedder, gemma_gguf: Path):
-    from testing.serving import ServerThread
     from proxy.app import create_app
     from proxy.config import load_settings
+    from testing.serving import ServerThread
 
     settings = load_settings(
         data_dir=str(tmp_path_factory.mktemp("local-data")),

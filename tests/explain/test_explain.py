@@ -59,6 +59,17 @@ def test_the_explained_ranking_is_what_chat_injects(proxy, upstream) -> None:
         assert fresh[field] == kept[field], field
     assert [c["id"] for c in fresh["candidates"]] == [c["id"] for c in kept["candidates"]]
 
+    # and a chat that asked for no explanation injects exactly the explained block
+    plain = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "fake-model", "messages": [{"role": "user", "content": QUERY}]},
+        headers={"X-Memory-User": USER, "X-Memory": "read"},
+        timeout=30,
+    )
+    assert plain.status_code == 200 and "X-Memory-Explain-Id" not in plain.headers
+    sent = json.dumps(upstream.chat_requests()[-1].body["messages"], ensure_ascii=False)
+    assert json.dumps(fresh["recalled_block"], ensure_ascii=False)[1:-1] in sent
+
     by_id = {c["id"]: c for c in fresh["candidates"]}
     allergy, twin, snickers, sister, coffee, cat = ids
     assert snickers in fresh["injected"]

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.memory.memory_helpers import EngineFactory
 
 from memory.embedder import Embedder
 from testing.processes import ChromaServer, chroma_binary
+from tests.memory.memory_helpers import EngineFactory
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.memory.memory_helpers import EngineFactory
-
 from memory.cube import Owner, utcnow
 from memory.engine import EMPTY_CORE_VERSION, MemoryPatch, NewMemory
 from memory.scheduler import MemScheduler, RecallLog
 from memory.settings import SchedulerSettings
+from tests.memory.memory_helpers import EngineFactory
 
 BEA = Owner(user="bea")
 

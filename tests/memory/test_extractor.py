@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tests.memory.memory_helpers import EngineFactory
 
 from memory.cube import Kind, MemCube, Owner, Provenance, State
 from memory.engine import MemoryEngine
@@ -17,10 +16,11 @@ from memory.extractor import RESPONSE_FORMAT, ExtractionError, parse_facts
 from memory.settings import MemorySettings
 from testing.fake_openai import Error, FakeOpenAI, Sleep
 from testing.serving import ServerThread
+from tests.memory.memory_helpers import EngineFactory
 
 OWNER = Owner(user="alice")
-T1 = datetime(2023, 5, 1, 12, 0, tzinfo=timezone.utc)
-T2 = datetime(2023, 8, 1, 12, 0, tzinfo=timezone.utc)
+T1 = datetime(2023, 5, 1, 12, 0, tzinfo=UTC)
+T2 = datetime(2023, 8, 1, 12, 0, tzinfo=UTC)
 
 
 NO_FACTS = '{"facts": []}'

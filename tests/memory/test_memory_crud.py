@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-from tests.memory.memory_helpers import EngineFactory
 
 from memory.cube import Owner, Provenance, owner_key
 from memory.engine import MemoryPatch, NewMemory
 from memory.errors import InvalidMemory, MemoryNotFound
+from tests.memory.memory_helpers import EngineFactory
 
 ALICE = Owner(user="alice", session="s1")
 
@@ -26,7 +26,7 @@ METADATA = {
 def test_metadata_and_fields_round_trip(open_engine: EngineFactory) -> None:
     async def scenario() -> None:
         engine = await open_engine()
-        when = datetime(2023, 5, 8, 9, 30, tzinfo=timezone.utc)
+        when = datetime(2023, 5, 8, 9, 30, tzinfo=UTC)
         prov = Provenance(request_id="req_1", model="m", roles=("api",))
         [cube] = await engine.add(
             ALICE,

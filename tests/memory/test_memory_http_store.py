@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from tests.memory.memory_helpers import EngineFactory
 
 from memory.cube import Owner
 from memory.engine import NewMemory
 from memory.errors import StoreUnavailable
 from testing.processes import ChromaServer
+from tests.memory.memory_helpers import EngineFactory
 
 ALICE = Owner(user="alice")
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
-from tests.memory.memory_helpers import EngineFactory
+from datetime import UTC, datetime, timedelta
 
 from memory.cube import Owner
 from memory.engine import NewMemory
+from tests.memory.memory_helpers import EngineFactory
 
 ALICE = Owner(user="alice")
 
@@ -42,7 +41,7 @@ UNRELATED = [
 def test_write_then_recall(open_engine: EngineFactory) -> None:
     async def scenario() -> None:
         engine = await open_engine()
-        when = datetime(2023, 5, 8, 12, tzinfo=timezone.utc)
+        when = datetime(2023, 5, 8, 12, tzinfo=UTC)
         [stored] = await engine.add(ALICE, [NewMemory("User: I'm allergic to peanuts.", event_time=when)])
         result = await engine.search("alice", "can I eat a Snickers bar with peanuts?")
         assert [item.cube.id for item in result.items] == [stored.id]
@@ -109,7 +108,7 @@ def test_recall_respects_budget_and_orders_by_score(open_engine: EngineFactory) 
 def test_near_duplicates_are_recalled_once_newest_first(open_engine: EngineFactory) -> None:
     async def scenario() -> None:
         engine = await open_engine()
-        old = datetime(2022, 1, 1, tzinfo=timezone.utc)
+        old = datetime(2022, 1, 1, tzinfo=UTC)
         text = "User: I'm allergic to peanuts."
         first = await engine.add(ALICE, [NewMemory(text, event_time=old)])
         second = await engine.add(ALICE, [NewMemory(text, event_time=old + timedelta(days=30))])
@@ -165,8 +164,8 @@ def test_lexical_index_rebuilds_for_a_new_engine(open_engine: EngineFactory) -> 
 def test_relative_dates_are_stored_and_a_named_time_ranks_first(open_engine: EngineFactory) -> None:
     async def scenario() -> None:
         engine = await open_engine()
-        may = datetime(2023, 5, 8, 12, tzinfo=timezone.utc)
-        july = datetime(2023, 7, 20, 12, tzinfo=timezone.utc)
+        may = datetime(2023, 5, 8, 12, tzinfo=UTC)
+        july = datetime(2023, 7, 20, 12, tzinfo=UTC)
         in_may, in_july, mentioned = await engine.add(ALICE, [
             NewMemory("User: I went hiking with my sister at Bear Lake.", event_time=may),
             NewMemory("User: I went hiking with my brother at Bear Lake.", event_time=july),

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from tests.memory.memory_helpers import EngineFactory
-
 from memory.cube import Owner, Provenance
 from memory.render import BLOCK_CLOSE, BLOCK_OPEN, strip_injected
 from memory.writer import turn_content
+from tests.memory.memory_helpers import EngineFactory
 
 ALICE = Owner(user="alice")
 BLOCK = f"{BLOCK_OPEN}\nReference data...\n- [2023-01-01] User: I'm allergic to peanuts.\n{BLOCK_CLOSE}"

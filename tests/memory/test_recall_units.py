@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
 from memory import recall
 from memory.cube import MemCube, Owner
+from memory.engine import stamp_dates
 from memory.lexcache import OwnerIndex
 from memory.recall import Candidate, fuse, gate, pack, rank, score_all
-from memory.engine import stamp_dates
 from memory.timeparse import query_time, resolve_relative, span_of
 
-T0 = datetime(2023, 5, 8, 13, 56, tzinfo=timezone.utc)  # a Monday
+T0 = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)  # a Monday
 
 
 def cube(i: int, content: str, when: datetime = T0, tokens: int = 10, **meta: object) -> MemCube:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from tests.memory.memory_helpers import EngineFactory
-from tests.memory.test_memory_recall import UNRELATED
-
 from memory.cube import MemCube, Owner
 from memory.engine import NewMemory
 from memory.standing import is_standing, user_side
+from tests.memory.memory_helpers import EngineFactory
+from tests.memory.test_memory_recall import UNRELATED
 
 ANN = Owner(user="ann")
 
