@@ -115,20 +115,6 @@ async def _drive(url: str, clients: int, seconds: float, run: str) -> dict[str, 
     }
 
 
-def _stored(url: str, user: str) -> list[str]:
-    out: list[str] = []
-    after: str | None = None
-    while True:
-        params: dict[str, Any] = {"user": user, "limit": 1000}
-        if after:
-            params["after"] = after
-        page = httpx.get(f"{url}/v1/memories", params=params, timeout=60).json()
-        out.extend(m["content"] for m in page["data"])
-        if not page["has_more"]:
-            return out
-        after = page["last_id"]
-
-
 def _wait_replayed(url: str, timeout_s: float = 600.0) -> float:
     started = time.monotonic()
     while True:
@@ -146,7 +132,7 @@ def _wait_replayed(url: str, timeout_s: float = 600.0) -> float:
 def run(args: argparse.Namespace) -> int:
     try:
         from testing.fake_openai import FakeOpenAI
-        from testing.processes import ServeProcess
+        from testing.processes import ServeProcess, stored_contents
         from testing.serving import ServerThread
     except ImportError:
         print("bench load needs the source tree's testing/ package: run it from a checkout (PYTHONPATH=.)")
@@ -174,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                 by_user[user].append(text)
             lost = duplicated = 0
             for user, texts in by_user.items():
-                stored = _stored(restarted.url, user)
+                stored = stored_contents(restarted.url, user)
                 for text in texts:
                     hits = sum(1 for c in stored if text in c)
                     lost += hits == 0

@@ -160,3 +160,18 @@ def _drain(process: subprocess.Popen[bytes]) -> None:
 def _discard(stream: IO[bytes]) -> None:
     while stream.read(65536):
         pass
+
+
+def stored_contents(url: str, user: str, timeout_s: float = 60.0) -> list[str]:
+    """Every memory of ``user`` on the server at ``url``, paged through ``GET /v1/memories``."""
+    out: list[str] = []
+    after: str | None = None
+    while True:
+        params: dict[str, str | int] = {"user": user, "limit": 1000}
+        if after:
+            params["after"] = after
+        page = httpx.get(f"{url}/v1/memories", params=params, timeout=timeout_s).json()
+        out.extend(m["content"] for m in page["data"])
+        if not page["has_more"]:
+            return out
+        after = page["last_id"]

@@ -14,26 +14,12 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
-from testing.processes import ServeProcess
+from testing.processes import ServeProcess, stored_contents
 
 TURNS = 60
 USERS = 4
 # a slow writer: most acknowledged turns are still only journaled when the server dies
 SLOW_WRITER = {"MEMPROXY_MEMORY__WRITE_LINGER_MS": "3000"}
-
-
-def stored_contents(url: str, user: str) -> list[str]:
-    out: list[str] = []
-    after: str | None = None
-    while True:
-        params: dict[str, Any] = {"user": user, "limit": 1000}
-        if after:
-            params["after"] = after
-        page = httpx.get(f"{url}/v1/memories", params=params, timeout=30).json()
-        out.extend(m["content"] for m in page["data"])
-        if not page["has_more"]:
-            return out
-        after = page["last_id"]
 
 
 def wait_for_replay(url: str, timeout_s: float = 120.0) -> None:
