@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from adapters.base import CallContext
 from adapters.errors import UpstreamError, UpstreamUnavailable, relayed_headers
-from adapters.transport import before, deadline_after, json_object, transport_errors, until
+from adapters.transport import before, deadline_after, error_body, json_object, transport_errors, until
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 PEER = "Ollama"
@@ -85,11 +85,7 @@ class OllamaUpstream:
             with transport_errors(f"Ollama at {self.base_url}"):
                 response = await self.client.send(request, stream=True)
             if response.status_code >= 400:
-                try:
-                    with transport_errors(PEER):
-                        content = await response.aread()
-                finally:
-                    await response.aclose()
+                content = await error_body(response, PEER)
                 raise parse_error(response.status_code, content, response.headers)
         return _lines(response, deadline)
 

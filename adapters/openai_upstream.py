@@ -17,7 +17,7 @@ import httpx
 from adapters.base import CallContext, configured_models
 from adapters.errors import UpstreamError, UpstreamUnavailable, UpstreamUnsupported, relayed_headers
 from adapters.settings import UpstreamSettings
-from adapters.transport import before, deadline_after, json_object, transport_errors, until
+from adapters.transport import before, deadline_after, error_body, json_object, transport_errors, until
 
 PEER = "the upstream model"
 
@@ -99,11 +99,7 @@ class OpenAIUpstream:
             with transport_errors(PEER):
                 response = await self.client.send(request, stream=True)
             if response.status_code >= 400:
-                try:
-                    with transport_errors(PEER):
-                        content = await response.aread()
-                finally:
-                    await response.aclose()
+                content = await error_body(response, PEER)
                 raise _status_error(response.status_code, content, endpoint, response.headers)
         return response
 

@@ -31,6 +31,15 @@ def transport_errors(peer: str, *, streaming: bool = False) -> Iterator[None]:
         raise UpstreamUnavailable(f"{what}: {exc}") from exc
 
 
+async def error_body(response: httpx.Response, peer: str) -> bytes:
+    """The body of a streamed response with an error status, read whole; the response is closed."""
+    try:
+        with transport_errors(peer):
+            return await response.aread()
+    finally:
+        await response.aclose()
+
+
 def json_object(content: bytes, peer: str) -> dict[str, Any]:
     """A JSON object body, or a 502 naming ``peer``."""
     try:

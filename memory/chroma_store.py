@@ -197,14 +197,20 @@ class ChromaStore:
     # -- sync operations (run on the executor) ------------------------------
 
     def _add_sync(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
+        self._write_sync(cubes, embeddings, replace=False)
+
+    def _write_sync(self, cubes: Sequence[MemCube], embeddings: np.ndarray, *, replace: bool) -> None:
+        """Write ``cubes`` to their owners' collections, ``WRITE_BATCH`` rows a call:
+        ``add`` (existing ids are skipped) or, with ``replace``, ``upsert``."""
         by_key: dict[str, list[int]] = {}
         for index, cube in enumerate(cubes):
             by_key.setdefault(cube.owner.key, []).append(index)
         for key, indexes in by_key.items():
             collection = self._writable(key)
+            write = collection.upsert if replace else collection.add
             for start in range(0, len(indexes), WRITE_BATCH):
                 chunk = indexes[start : start + WRITE_BATCH]
-                collection.add(
+                write(
                     ids=[cubes[i].id for i in chunk],
                     embeddings=embeddings[chunk],
                     documents=[cubes[i].content for i in chunk],
@@ -416,20 +422,7 @@ class ChromaStore:
         return await self._call(self._fetch_sync, user, list(ids), vectors)
 
     def _upsert_sync(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
-        by_key: dict[str, list[int]] = {}
-        for index, cube in enumerate(cubes):
-            by_key.setdefault(cube.owner.key, []).append(index)
-        for key, indexes in by_key.items():
-            collection = self._writable(key)
-            assert collection is not None  # created on demand
-            for start in range(0, len(indexes), WRITE_BATCH):
-                chunk = indexes[start : start + WRITE_BATCH]
-                collection.upsert(
-                    ids=[cubes[i].id for i in chunk],
-                    embeddings=embeddings[chunk],
-                    documents=[cubes[i].content for i in chunk],
-                    metadatas=[to_metadata(cubes[i]) for i in chunk],
-                )
+        self._write_sync(cubes, embeddings, replace=True)
 
     def _fetch_sync(self, user: str, ids: Sequence[str], vectors: bool) -> dict[str, tuple[MemCube, np.ndarray | None]]:
         collection = self._collection(owner_key(user), create=False)
