@@ -241,6 +241,7 @@ class MemoryEngine:
             settings.embedding_model,
             query_runtime=settings.embedding_query_runtime,
             bulk_runtime=settings.embedding_bulk_runtime,
+            bulk_threads=settings.embedding_bulk_threads,
             cache_dir=settings.embedding_cache_dir,
         )
         if settings.chroma_url:
