@@ -56,11 +56,8 @@ def _collection(client: Any) -> Any:
 class ChangeLog:
     """Records and reads changes through a store's client (``ChromaStore.run``)."""
 
-    def __init__(self, store: ClientRunner, *, record_writes: bool) -> None:
-        """``record_writes``: record every write (other processes share the store);
-        else only deletions and erasures (what a snapshot restore needs)."""
+    def __init__(self, store: ClientRunner) -> None:
         self._store = store
-        self.record_writes = record_writes
         self.origin = f"{os.getpid():x}-{uuid.uuid4().hex[:8]}"
         self._seq = itertools.count()
         self.started = time.time()  # this process's records (and so its tombstones) exist from here on
@@ -73,8 +70,6 @@ class ChangeLog:
         records: list[tuple[str, dict[str, Any]]] = []
         now = time.time()
         for owner, op, ids in changes:
-            if op == "write" and not self.record_writes:
-                continue
             chunks = [list(ids[i : i + IDS_PER_RECORD]) for i in range(0, len(ids), IDS_PER_RECORD)] or [[]]
             for chunk in chunks:
                 meta: dict[str, Any] = {"owner": owner, "ts": now, "origin": self.origin, "op": op}

@@ -81,11 +81,17 @@ class SharedStore:
         await self.inner.add(cubes, embeddings)
         await self._wrote(cubes)
 
+    # Changes not journaled (edits, imports) are also recorded before they
+    # happen: a crash between the store and the log still leaves a record,
+    # so a snapshot restore reads the owner's rows written since.
+
     async def upsert(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
+        await self._wrote(cubes)
         await self.inner.upsert(cubes, embeddings)
         await self._wrote(cubes)
 
     async def update(self, cube: MemCube, embedding: np.ndarray | None) -> None:
+        await self._wrote([cube])
         await self.inner.update(cube, embedding)
         await self._wrote([cube])
 

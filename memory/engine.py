@@ -251,8 +251,8 @@ class MemoryEngine:
         else:
             path = Path(settings.chroma_path) if settings.chroma_path else Path(data_dir) / "chroma"
             inner = ChromaStore.embedded(path)
-        # a server may be written by other processes: every change is logged for them
-        changes = ChangeLog(inner, record_writes=not inner.local)
+        # every change is logged: for other processes sharing a server, and for snapshot restores
+        changes = ChangeLog(inner)
         coherent = not inner.local and settings.coherence.enabled
         store = SharedStore(inner, changes, local=inner.local or coherent)
         journal = await Journal(journal_path(data_dir)).open()
@@ -271,6 +271,7 @@ class MemoryEngine:
             )
             store.listeners.append(engine.snapshots.mark)
             engine.snapshots.start(engine.save_snapshots)
+        engine._spawn(engine._connect(), "memproxy-store-connect")  # not on the first request's time
         await embedder.warmup()
         if engine.snapshots is not None:
             engine._spawn(engine._warm(engine.snapshots.recent(settings.snapshot.warm_owners)), "memproxy-warm")
@@ -333,6 +334,12 @@ class MemoryEngine:
                 self._spawn(self._save_snapshot(user), "memproxy-snapshot")
             return cubes, vectors
         return await self.store.all_active(user), None
+
+    async def _connect(self) -> None:
+        try:
+            await self.store.ping()
+        except MemoryEngineError as exc:  # connected again on the next call
+            log.warning("the memory store is not reachable yet: %s", exc)
 
     def _note_synced(self, user: str, at: float) -> None:
         self._synced[user] = at

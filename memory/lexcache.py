@@ -113,12 +113,12 @@ class OwnerIndex:
 
     def state(self) -> dict[str, object] | None:
         """What a snapshot keeps (memory/snapshot.py), or None without a full view; under ``lock``."""
-        from memory.snapshot import shallow_view
+        from memory.snapshot import saved_view
 
         view = self.view()
         if view is None:
             return None
-        return {"bm25": self.bm25, "view": shallow_view(view), "profiles": dict(self.profiles)}
+        return {"bm25": self.bm25, "view": saved_view(view), "profiles": dict(self.profiles)}
 
     def restore(self, state: dict[str, object]) -> None:
         """Take a snapshot's state (from :meth:`state`); under ``lock``."""
@@ -126,8 +126,10 @@ class OwnerIndex:
         assert isinstance(view, OwnerView)
         bm25 = state["bm25"]
         assert isinstance(bm25, BM25Index)
+        from memory.snapshot import restored_cubes
+
         self.bm25 = bm25
-        self.cubes = dict(zip(view.ids, view.cubes, strict=True))
+        self.cubes = restored_cubes(view)  # memories decoded when first read
         rows = view.matrix.copy()  # the view's rows move (appends, discards); these stay put
         self.vectors = {memory_id: rows[pos] for pos, memory_id in enumerate(view.ids)}
         self.profiles = dict(state["profiles"])  # type: ignore[call-overload]

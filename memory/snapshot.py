@@ -4,12 +4,15 @@ An owner's recall index (memory/lexcache.py: the cubes, BM25, standing
 profiles and the arrays of memory/view.py with every vector) is saved to
 ``<data_dir>/index/<owner key>.snap``: a one-line JSON header (format,
 user, watermark) and a pickle of the index's state. Loading one is a file
-read and an unpickle, then the same delta as memory/coherence.py: the rows
-written since ``watermark - clock skew`` (their write stamp, with vectors)
-are patched in, and the ids deleted since are dropped, from the change
-log's tombstones (or, for a snapshot older than the tombstones' retention,
-by comparing the owner's ids with the store's). An erase since the snapshot
-discards it.
+read and an unpickle (memories stay plain tuples until a search reads them),
+then the same delta as memory/coherence.py: the rows written since
+``watermark - clock skew`` (their write stamp, with vectors) are patched in,
+and the ids deleted since are dropped, from the change log's tombstones (or,
+for a snapshot older than the tombstones' retention, by comparing the
+owner's ids with the store's). An erase since the snapshot discards it.
+When the change log (which keeps write records for ``WRITE_RETENTION_S``)
+holds no write of the owner since, the owner's collection is not read at
+all.
 
 Saved: soon after an owner is built from the store, every ``interval_s``
 for owners changed since their last save, and at shutdown. Forgetting a
@@ -27,7 +30,7 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from memory.changelog import TOMBSTONE_RETENTION_S, ChangeLog
-from memory.cube import MemCube, owner_key
+from memory.changelog import TOMBSTONE_RETENTION_S, WRITE_RETENTION_S, ChangeLog
+from memory.cube import MemCube, Owner, Provenance, owner_key
 from memory.longlived import settle
 
 if TYPE_CHECKING:
@@ -110,6 +113,7 @@ class Snapshots:
         self._loop: asyncio.Task[None] | None = None
         self.restored = 0
         self.saved = 0
+        self.last_restore: dict[str, float] = {}  # read_ms, delta_ms, changed: the latest restore
 
     def path(self, user: str) -> Path:
         return self.folder / f"{owner_key(user)}{SUFFIX}"
@@ -141,18 +145,24 @@ class Snapshots:
         t1 = time.perf_counter()
         since = float(header["watermark"]) - self.skew_s
         deleted: set[str]
-        if since >= time.time() - TOMBSTONE_RETENTION_S + 3600:
+        now = time.time()
+        writes_logged = False  # the log holds every write since: none logged, none to read
+        if since >= now - TOMBSTONE_RETENTION_S + 3600:
             records = await self._changes.since(since, owner_key(user))
             if any(r.op == "erase" for r in records):
                 self.discard(user)
                 return None
             deleted = {i for r in records if r.op == "delete" for i in r.ids}
+            writes_logged = since >= now - WRITE_RETENTION_S + 60 and not any(r.op == "write" for r in records)
         else:  # older than the tombstones kept: compare ids with the store's
             stored = await self._store.inner.ids(user)
             deleted = {i for i in state["view"].ids if i not in stored}
-        changed, vectors = await self._store.inner.changed_since(user, since)
+        changed: list[MemCube] = []
+        vectors: list[np.ndarray] = []
+        if not writes_logged:
+            changed, vectors = await self._store.inner.changed_since(user, since)
         self.restored += 1
-        stats = {"read_ms": (t1 - t0) * 1000, "delta_ms": (time.perf_counter() - t1) * 1000, "changed": len(changed)}
+        stats = self.last_restore = {"read_ms": (t1 - t0) * 1000, "delta_ms": (time.perf_counter() - t1) * 1000, "changed": len(changed)}
         return Restore(user, state, changed, vectors, deleted, began, stats)
 
     # -- save ------------------------------------------------------------------------
@@ -233,8 +243,93 @@ class Snapshots:
                 await self._loop
 
 
-def shallow_view(view: Any) -> Any:
-    """A copy of an OwnerView sharing its arrays, without its lazily built caches."""
+# -- the saved form: memories as plain tuples, made MemCubes when first read ---------------
+
+Row = tuple[Any, ...]
+
+
+def encode(cube: MemCube) -> Row:
+    """A memory as a tuple of plain values (unpickled without a Python call per field)."""
+    owner, prov = cube.owner, cube.provenance
+    return (
+        cube.id, (owner.user, owner.session, owner.agent), cube.content, cube.kind, cube.tier, cube.state,
+        cube.version, cube.event_time, cube.created_at, cube.updated_at,
+        (prov.request_id, prov.model, prov.roles, prov.source_ids), cube.metadata, cube.tokens,
+        cube.standing, cube.domains,
+    )
+
+
+def decode(row: Row) -> MemCube:
+    (memory_id, owner, content, kind, tier, state, version, event_time, created_at, updated_at, prov,
+     metadata, tokens, standing, domains) = row
+    return MemCube(
+        id=memory_id, owner=Owner(*owner), content=content, kind=kind, tier=tier, state=state, version=version,
+        event_time=event_time, created_at=created_at, updated_at=updated_at, provenance=Provenance(*prov),
+        metadata=metadata, tokens=tokens, standing=standing, domains=domains,
+    )
+
+
+class LazyCubeList(list):
+    """An OwnerView's ``cubes`` after a restore: rows become MemCubes when first read
+    (a search reads its candidates only, so a restore decodes almost nothing)."""
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return [self[i] for i in range(*key.indices(len(self)))]
+        value = list.__getitem__(self, key)
+        if type(value) is tuple:
+            value = decode(value)
+            list.__setitem__(self, key, value)
+        return value
+
+    def __iter__(self) -> Iterator[MemCube]:
+        for pos in range(len(self)):
+            yield self[pos]
+
+    def __reduce__(self) -> Any:  # saved as plain rows again
+        return (LazyCubeList, ([_row(v) for v in list.__iter__(self)],))
+
+
+class LazyCubeDict(dict):
+    """An OwnerIndex's ``cubes`` after a restore (see :class:`LazyCubeList`)."""
+
+    def __getitem__(self, key: str) -> MemCube:
+        value = dict.__getitem__(self, key)
+        if type(value) is tuple:
+            value = decode(value)
+            dict.__setitem__(self, key, value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def pop(self, key: str, *default: Any) -> Any:
+        value = dict.pop(self, key, *default)
+        return decode(value) if type(value) is tuple else value
+
+    def values(self) -> list[MemCube]:  # type: ignore[override]
+        return [self[k] for k in self]
+
+    def items(self) -> list[tuple[str, MemCube]]:  # type: ignore[override]
+        return [(k, self[k]) for k in self]
+
+
+def _row(value: Any) -> Row:
+    return value if type(value) is tuple else encode(value)
+
+
+def saved_view(view: Any) -> Any:
+    """A copy of an OwnerView to pickle: its arrays cut to the rows in use, memories as
+    rows, without its lazily built caches."""
     out = copy.copy(view)
+    n = view.n
+    for name in ("_matrix", "_sessions", "_recency", "_days", "_months", "_speakers"):
+        setattr(out, name, getattr(view, name)[:n])
+    out.cubes = LazyCubeList(view.cubes if isinstance(view.cubes, LazyCubeList) else [encode(c) for c in view.cubes])
     out._mentioned = None
     return out
+
+
+def restored_cubes(view: Any) -> LazyCubeDict:
+    """The index's ``cubes`` for a restored view, sharing its rows (decoded apart)."""
+    return LazyCubeDict(zip(view.ids, list.__iter__(view.cubes), strict=True))
