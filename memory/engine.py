@@ -273,6 +273,7 @@ class MemoryEngine:
             engine.snapshots.start(engine.save_snapshots)
         engine._spawn(engine._connect(), "memproxy-store-connect")  # not on the first request's time
         await embedder.warmup()
+        await engine._bridge.anchors()  # the domain anchors every recall needs: not on the first request's time
         if engine.snapshots is not None:
             engine._spawn(engine._warm(engine.snapshots.recent(settings.snapshot.warm_owners)), "memproxy-warm")
         engine.writer.start()  # replays, in the background, whatever a previous process left journaled
@@ -323,6 +324,8 @@ class MemoryEngine:
             restored = await self.snapshots.restore(user)
             if restored is not None:
                 self._note_synced(user, restored.began)
+                if restored.changed or restored.deleted:  # saved again with the delta folded in
+                    self.snapshots.mark(owner_key(user))
                 return restored
         began = time.time()
         active_with_vectors = getattr(self.store, "active_with_vectors", None)
@@ -361,7 +364,7 @@ class MemoryEngine:
     def _watermark(self, user: str) -> float:
         """Wall time up to which the owner's index holds every stored change (under its lock)."""
         if self.coherence is not None:
-            return self._synced.get(user, 0.0)
+            return self.coherence.watermark(user)
         return time.time()  # the only writer: every change it made is in the index
 
     async def _save_snapshot(self, user: str) -> bool:
