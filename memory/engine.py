@@ -245,7 +245,13 @@ class MemoryEngine:
     ) -> MemoryEngine:
         """Build the engine; the store connects lazily, the embedder is warmed."""
         owns = embedder is None
-        embedder = embedder or Embedder(settings.embedding_model)
+        embedder = embedder or Embedder(
+            settings.embedding_model,
+            query_runtime=settings.embedding_query_runtime,
+            bulk_runtime=settings.embedding_bulk_runtime,
+            bulk_threads=settings.embedding_bulk_threads,
+            cache_dir=settings.embedding_cache_dir,
+        )
         if settings.chroma_url:
             inner = ChromaStore.remote(settings.chroma_url)
         else:
