@@ -30,6 +30,7 @@ from memory.explain import RecallTrace
 from memory.extractor import FactExtractor
 from memory.forgetting import ForgetReceipt, drop_owner_caches
 from memory.journal import MEMORY, Entry, Journal, journal_path
+from memory.lease import StoreLease
 from memory.lexcache import LexicalCache, OwnerIndex
 from memory.limits import check_batch, check_content, check_metadata, clip_content
 from memory.longlived import settle
@@ -245,6 +246,8 @@ class MemoryEngine:
             store = ChromaStore.embedded(path)
         journal = await Journal(journal_path(data_dir)).open()
         engine = cls(settings, store, embedder, owns_embedder=owns, journal=journal)
+        if isinstance(store, ChromaStore) and not store.local:  # processes share the store: one scheduler
+            engine.scheduler.lease = StoreLease(store, settings.scheduler.interval_s)
         await embedder.warmup()
         engine.writer.start()  # replays, in the background, whatever a previous process left journaled
         settle()  # the models live as long as the process (memory/longlived.py)

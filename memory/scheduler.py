@@ -18,7 +18,9 @@ Policy (``memory.scheduler`` in the config), per owner seen since start:
   episodic turn older than ``episodic_ttl_s`` (0 = never), is archived.
 
 Every change goes through the engine, so the owner's core version changes at
-once (and stale KV caches are never used). Decisions are logged and kept
+once (and stale KV caches are never used). Where several processes share a
+Chroma server, only the holder of the scheduler lease (memory/lease.py)
+makes decisions; the others stand by and take over if it dies. Decisions are logged and kept
 per owner (:meth:`MemScheduler.decisions`, shown by
 ``GET /v1/memories?user=...&tier=core``).
 """
@@ -34,6 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from memory.cube import META_KEY, Kind, MemCube, State, Tier, isoformat, parse_time, utcnow
+from memory.lease import Lease, LocalLease
 
 if TYPE_CHECKING:
     from memory.engine import MemoryEngine
@@ -103,6 +106,9 @@ class MemScheduler:
         self._decisions: dict[str, deque[Decision]] = {}
         self.actions: Counter[str] = Counter()  # decisions made since start, by action (metrics)
         self._task: asyncio.Task[None] | None = None
+        self.lease: Lease = LocalLease()  # a StoreLease where processes share a Chroma server (engine.open)
+        self.passes = 0  # passes this process made (it held the lease)
+        self.standby = 0  # ticks another process held the lease
 
     # -------------------------------------------------------------- lifecycle
 
@@ -123,9 +129,20 @@ class MemScheduler:
         while True:
             await asyncio.sleep(self.settings.interval_s)
             try:
-                await self.run_once()
+                await self.tick()
             except Exception:  # the scheduler must never take the proxy down
                 log.exception("scheduler pass failed")
+
+    async def tick(self) -> list[Decision] | None:
+        """One interval: a pass if this process holds the lease (its decisions), else None."""
+        if not await self.lease.acquire():
+            self.standby += 1
+            return None
+        made = await self.run_once()
+        self.passes += 1
+        await self.lease.note_pass()
+        log.debug("scheduler pass %d by %s: %d decision(s)", self.passes, self.lease.holder, len(made))
+        return made
 
     # ----------------------------------------------------------------- policy
 
@@ -140,6 +157,8 @@ class MemScheduler:
     async def run_once(self) -> list[Decision]:
         made: list[Decision] = []
         for user in self.engine.recalls.users():
+            if not self.lease.valid():  # fenced: the lease ran out mid-pass; the next holder goes on
+                break
             made.extend(await self.run_user(user))
         return made
 
