@@ -1,0 +1,229 @@
+"""Scale-out with real processes on loopback: a ``chroma run`` server, replica A
+(``memproxy serve``, one process) and replica B (``memproxy serve --workers 2``),
+both on the server (docs/deployment.md).
+
+The module's tests share the cluster and run in file order: the kill -9 test
+replaces A by a restart on the same data dir; the drain test stops A and B last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import httpx
+import pytest
+from openai import OpenAI
+
+from memory.chroma_store import CONTROL_COLLECTION
+from memory.lease import LEASE_ID, LeaseRecord
+from testing.processes import ChromaServer, ServeProcess, memproxy_exe, stored_contents
+
+INTERVAL_S = 2.0  # the scheduler's interval on every process here (lease ttl: 3 intervals)
+TTL_S = 3 * INTERVAL_S
+WAIT_S = 120.0  # generous: this machine is shared and slow; nothing here measures speed
+
+
+@dataclass
+class Cluster:
+    chroma: ChromaServer
+    upstream_url: str
+    a_dir: Path
+    a: ServeProcess
+    b: ServeProcess
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "MEMPROXY_MEMORY__CHROMA_URL": self.chroma.url,
+            "MEMPROXY_MEMORY__SCHEDULER__INTERVAL_S": str(INTERVAL_S),
+            **extra,
+        }
+
+    def start_a(self) -> ServeProcess:
+        # a slow writer: A's acknowledged turns wait in its journal (the kill -9 test needs some there)
+        env = self.env(MEMPROXY_MEMORY__WRITE_LINGER_MS="3000")
+        return ServeProcess("--upstream-base-url", self.upstream_url, data_dir=self.a_dir, env=env)
+
+    def lease(self) -> LeaseRecord | None:
+        client = chromadb.HttpClient(host="127.0.0.1", port=self.chroma.port)
+        try:
+            found = client.get_collection(CONTROL_COLLECTION).get(ids=[LEASE_ID], include=["documents"])
+        except Exception:  # no lease written yet (the collection does not exist)
+            return None
+        docs = found.get("documents") or []
+        return LeaseRecord.parse(docs[0]) if docs and docs[0] else None
+
+
+def holder_pid(record: LeaseRecord | None) -> int | None:
+    return int(record.holder.split(":")[1]) if record else None
+
+
+def wait_until(check: Any, what: str, timeout_s: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f} s"
+        time.sleep(0.2)
+
+
+def journal_depth(url: str) -> int:
+    return int(httpx.get(f"{url}/readyz", timeout=10).json()["writes"]["journal_depth"])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, fake_upstream: Any) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("replicas")
+    chroma = ChromaServer(root / "chroma")
+    upstream_url = f"{fake_upstream[1].url}/v1"
+    cluster = Cluster(chroma, upstream_url, root / "a", None, None)  # type: ignore[arg-type]
+    try:
+        cluster.a = cluster.start_a()
+        # A alone takes the scheduler lease; B's workers then find it held
+        wait_until(lambda: holder_pid(cluster.lease()) == cluster.a.pid, "A holds the scheduler lease")
+        cluster.b = ServeProcess(
+            "--upstream-base-url", upstream_url, "--workers", "2", data_dir=root / "b", env=cluster.env()
+        )
+        yield cluster
+    finally:
+        for server in (cluster.a, cluster.b):
+            if server is not None:
+                server.kill()
+        chroma.stop()
+
+
+def chat(url: str, user: str, text: str, *, stream: bool = False, model: str = "fake-model") -> str:
+    client = OpenAI(base_url=f"{url}/v1", api_key="sk-test", max_retries=0, timeout=60)
+    messages = [{"role": "user", "content": text}]
+    headers = {"X-Memory-User": user}
+    if not stream:
+        return client.chat.completions.create(model=model, messages=messages, extra_headers=headers).choices[0].message.content or ""
+    pieces = client.chat.completions.create(model=model, messages=messages, stream=True, extra_headers=headers)
+    return "".join(c.choices[0].delta.content or "" for c in pieces if c.choices)
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def test_workers_with_the_embedded_store_is_a_clear_startup_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROXY_")}
+    result = subprocess.run(
+        [memproxy_exe(), "serve", "--workers", "2", "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert result.returncode == 2, result
+    assert "--workers 2 needs a Chroma server" in result.stderr and "memory.chroma_url" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_one_scheduler_pass_per_interval_across_both_replicas(cluster: Cluster) -> None:
+    first = cluster.lease()
+    assert first is not None and holder_pid(first) == cluster.a.pid  # B's two workers stand by
+    time.sleep(3 * INTERVAL_S)
+    later = cluster.lease()
+    assert later is not None and later.holder == first.holder and later.epoch == first.epoch
+    elapsed = later.last_pass - first.last_pass
+    # three processes tick every interval; passes are made by the holder only: never more than one per interval
+    assert 1 <= later.passes - first.passes <= elapsed / INTERVAL_S + 1, (first, later)
+    for _ in range(4):  # each /readyz lands on one of B's workers: neither holds the lease
+        scheduler = httpx.get(f"{cluster.b.url}/readyz", timeout=10).json()["scheduler"]
+        assert scheduler["kind"] == "store" and scheduler["held"] is False and scheduler["passes"] == 0
+        assert scheduler["lease_holder"] == first.holder
+    assert httpx.get(f"{cluster.a.url}/readyz", timeout=10).json()["scheduler"]["held"] is True
+
+
+def test_kill_9_of_a_mid_load_b_keeps_serving_and_nothing_acknowledged_is_lost(cluster: Cluster) -> None:
+    run = uuid.uuid4().hex[:8]
+    acknowledged: dict[str, list[str]] = collections.defaultdict(list)  # user -> facts
+    acked_by_a = 0
+    b_after_kill: list[bool] = []
+    killed = asyncio.Event()
+    lease_before = cluster.lease()
+
+    async def client_loop(url: str, c: int, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        nonlocal acked_by_a
+        user = f"kill-{run}-{'a' if url == cluster.a.url else 'b'}-{c}"
+        n = 0
+        while not stop.is_set():
+            fact = f"fact {run} client {c} turn {n}"
+            body = {"model": "fake-model", "messages": [{"role": "user", "content": f"Remember {fact}."}], "stream": bool(n % 2)}
+            try:
+                response = await http.post(f"{url}/v1/chat/completions", json=body, headers={"X-Memory-User": user})
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                acknowledged[user].append(fact)
+                acked_by_a += url == cluster.a.url
+            if url == cluster.b.url and killed.is_set():
+                b_after_kill.append(ok)
+            n += 1
+
+    async def drive() -> int:
+        stop_a, stop_b = asyncio.Event(), asyncio.Event()
+        async with httpx.AsyncClient(timeout=60) as http:
+            tasks = [asyncio.create_task(client_loop(cluster.a.url, c, http, stop_a)) for c in range(6)]
+            tasks += [asyncio.create_task(client_loop(cluster.b.url, c, http, stop_b)) for c in range(4)]
+            while acked_by_a < 30:
+                await asyncio.sleep(0.05)
+            depth = journal_depth(cluster.a.url)
+            cluster.a.kill()  # SIGKILL, mid-load: requests in flight on A fail, unacknowledged
+            killed.set()
+            stop_a.set()
+            while len(b_after_kill) < 20:  # B goes on serving
+                await asyncio.sleep(0.05)
+            stop_b.set()
+            await asyncio.gather(*tasks)
+            return depth
+
+    depth_at_kill = asyncio.run(drive())
+    assert depth_at_kill > 0, "every turn of A was already stored: the kill proved nothing"
+    assert b_after_kill and all(b_after_kill), f"B failed {b_after_kill.count(False)} request(s) after A died"
+
+    # the scheduler lease moves to a live process (one of B's workers) once A's expires
+    assert lease_before is not None and holder_pid(lease_before) == cluster.a.pid
+    taken = wait_until(
+        lambda: (r := cluster.lease()) is not None and r.holder != lease_before.holder and r.passes > lease_before.passes and r,
+        "a surviving process takes the scheduler lease",
+    )
+    assert taken.epoch == lease_before.epoch + 1
+
+    cluster.a = cluster.start_a()  # same data dir: A's journal is replayed
+    wait_until(lambda: journal_depth(cluster.a.url) == 0, "A's journal is replayed")
+    for user, facts in acknowledged.items():
+        counts = collections.Counter(stored_contents(cluster.b.url, user))
+        for fact in facts:
+            hits = [c for c in counts if f"Remember {fact}." in c]
+            assert len(hits) == 1 and counts[hits[0]] == 1, (user, fact, counts)
+
+
+def test_sigterm_drains_an_in_flight_stream_then_exits_0(cluster: Cluster) -> None:
+    user = f"drain-{uuid.uuid4().hex[:8]}"
+    text = "Remember that the drain test streams twelve words one by one, slowly, to the end."
+    client = OpenAI(base_url=f"{cluster.a.url}/v1", api_key="sk-test", max_retries=0, timeout=60)
+    stream = client.chat.completions.create(
+        model="slow-250", messages=[{"role": "user", "content": text}], stream=True, extra_headers={"X-Memory-User": user}
+    )
+    pieces: list[str] = []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            if not pieces:
+                cluster.a.process.send_signal(signal.SIGTERM)  # mid-stream
+            pieces.append(chunk.choices[0].delta.content)
+    assert "".join(pieces) == f"Echo: {text}"  # the stream ran to its end
+    assert cluster.a.process.wait(timeout=60) == 0
+    # the turn was flushed into the store at shutdown: B reads it at once
+    assert [c for c in stored_contents(cluster.b.url, user) if text in c]
+    cluster.b.process.send_signal(signal.SIGTERM)  # --workers: the supervisor drains its workers
+    assert cluster.b.process.wait(timeout=60) == 0
