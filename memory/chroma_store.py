@@ -373,6 +373,9 @@ class ChromaStore:
     def _control_put_sync(self, record_id: str, document: str) -> None:
         self._control_sync().upsert(ids=[record_id], embeddings=[[1.0]], documents=[document])
 
+    def _control_delete_sync(self, ids: list[str]) -> None:
+        self._control_sync().delete(ids=ids)
+
     # -- async API ------------------------------------------------------------
 
     async def add(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
@@ -443,6 +446,10 @@ class ChromaStore:
     async def control_put(self, record_id: str, document: str, *, timeout_s: float | None = None) -> None:
         """Write (replace) one control record."""
         await self._call(self._control_put_sync, record_id, document, timeout_s=timeout_s)
+
+    async def control_delete(self, ids: Sequence[str]) -> None:
+        """Delete control records."""
+        await self._call(self._control_delete_sync, list(ids))
 
     # -- portable memory (memory/archive.py): exact records in, records + vectors out --
 

@@ -248,6 +248,7 @@ class MemoryEngine:
         engine = cls(settings, store, embedder, owns_embedder=owns, journal=journal)
         if isinstance(store, ChromaStore) and not store.local:  # processes share the store: one scheduler
             engine.scheduler.lease = StoreLease(store, settings.scheduler.interval_s)
+            engine.scheduler.shared = store
         await embedder.warmup()
         engine.writer.start()  # replays, in the background, whatever a previous process left journaled
         settle()  # the models live as long as the process (memory/longlived.py)

@@ -67,6 +67,8 @@ class ControlStore(Protocol):
 
     async def control_put(self, record_id: str, document: str, *, timeout_s: float | None = None) -> None: ...
 
+    async def control_delete(self, ids: list[str]) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class LeaseRecord:
