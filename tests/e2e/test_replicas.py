@@ -32,6 +32,7 @@ from testing.processes import ChromaServer, ServeProcess, memproxy_exe, stored_c
 INTERVAL_S = 2.0  # the scheduler's interval on every process here (lease ttl: 3 intervals)
 TTL_S = 3 * INTERVAL_S
 WAIT_S = 120.0  # generous: this machine is shared and slow; nothing here measures speed
+STALENESS_S = 1.0  # memory.coherence.max_staleness_ms (default): the stated bound
 
 
 @dataclass
@@ -141,6 +142,82 @@ def test_one_scheduler_pass_per_interval_across_both_replicas(cluster: Cluster) 
         assert scheduler["kind"] == "store" and scheduler["held"] is False and scheduler["passes"] == 0
         assert scheduler["lease_holder"] == first.holder
     assert httpx.get(f"{cluster.a.url}/readyz", timeout=10).json()["scheduler"]["held"] is True
+
+
+def search(url: str, user: str, query: str) -> list[str]:
+    response = httpx.post(f"{url}/v1/memories/search", json={"user": user, "query": query, "limit": 10}, timeout=60)
+    assert response.status_code == 200, response.text
+    return [hit["content"] for hit in response.json()["data"]]
+
+
+def core_count(url: str, user: str) -> int:
+    """How many core memories a chat request through ``url`` gets injected (its X-Memory-Core)."""
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "What do you know about me?"}]}
+    headers = {"X-Memory-User": user, "X-Memory": "read"}  # recall only: this probe writes no turn
+    response = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    return int(response.headers["x-memory-core"])
+
+
+def after_the_bound() -> None:
+    """Past the stated staleness bound (memory.coherence.max_staleness_ms, default 1 s) since the last change."""
+    time.sleep(STALENESS_S)
+
+
+def test_a_write_through_a_is_recalled_through_b_within_the_bound(cluster: Cluster) -> None:
+    user = f"coh-{uuid.uuid4().hex[:8]}"
+    # B's workers have the owner indexed (empty) before A writes: B must notice the change, not build afresh
+    for _ in range(4):
+        assert search(cluster.b.url, user, "Where does the user keep bees?") == []
+    posted = httpx.post(
+        f"{cluster.a.url}/v1/memories", json={"user": user, "memories": [{"content": "The user keeps bees on the roof in Lyon."}]},
+        timeout=60,
+    )
+    assert posted.status_code == 201, posted.text  # acknowledged: stored (an API write is stored before it answers)
+    after_the_bound()
+    for _ in range(4):  # each search lands on one of B's two workers
+        assert "The user keeps bees on the roof in Lyon." in search(cluster.b.url, user, "Where does the user keep bees?")
+
+    # a chat turn through A: acknowledged when journaled, stored by A's writer (linger 3 s here), then the bound
+    chat(cluster.a.url, user, "My sister Ines lives in Porto and teaches the violin.")
+    wait_until(lambda: journal_depth(cluster.a.url) == 0, "A stored its turn")
+    after_the_bound()
+    for _ in range(4):
+        assert any("Ines" in c for c in search(cluster.b.url, user, "Where does my sister live?"))
+
+
+def test_edit_promote_and_forget_through_b_are_reflected_in_a(cluster: Cluster) -> None:
+    user = f"coh-{uuid.uuid4().hex[:8]}"
+    posted = httpx.post(
+        f"{cluster.b.url}/v1/memories",
+        json={"user": user, "memories": [{"content": "The user's car is a red Fiat."}, {"content": "The user drinks green tea."}]},
+        timeout=60,
+    )
+    assert posted.status_code == 201, posted.text
+    car, tea = (m["id"] for m in posted.json()["data"])
+    after_the_bound()
+    assert "The user's car is a red Fiat." in search(cluster.a.url, user, "What car does the user drive?")
+    assert core_count(cluster.a.url, user) == 0
+
+    edited = httpx.patch(f"{cluster.b.url}/v1/memories/{car}", json={"content": "The user's car is a blue Volvo."}, timeout=60)
+    assert edited.status_code == 200, edited.text
+    promoted = httpx.patch(f"{cluster.b.url}/v1/memories/{tea}", json={"tier": "core"}, timeout=60)
+    assert promoted.status_code == 200, promoted.text
+    after_the_bound()
+    found = search(cluster.a.url, user, "What car does the user drive?")
+    assert "The user's car is a blue Volvo." in found and "The user's car is a red Fiat." not in found
+    assert core_count(cluster.a.url, user) == 1  # A injects the memory B promoted
+
+    deleted = httpx.delete(f"{cluster.b.url}/v1/memories/{car}", timeout=60)
+    assert deleted.status_code == 200, deleted.text
+    after_the_bound()
+    assert not any("Volvo" in c for c in search(cluster.a.url, user, "What car does the user drive?"))
+
+    forgotten = httpx.delete(f"{cluster.b.url}/v1/users/{user}/memories", timeout=60)
+    assert forgotten.status_code == 200, forgotten.text
+    after_the_bound()
+    assert search(cluster.a.url, user, "What does the user drink?") == []
+    assert core_count(cluster.a.url, user) == 0
 
 
 def test_kill_9_of_a_mid_load_b_keeps_serving_and_nothing_acknowledged_is_lost(cluster: Cluster) -> None:
