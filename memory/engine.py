@@ -33,6 +33,7 @@ from memory.explain import RecallTrace
 from memory.extractor import FactExtractor
 from memory.forgetting import ForgetReceipt, drop_owner_caches
 from memory.journal import MEMORY, Entry, Journal, journal_path
+from memory.lease import StoreLease
 from memory.lexcache import LexicalCache, OwnerIndex
 from memory.limits import check_batch, check_content, check_metadata, clip_content
 from memory.longlived import settle
@@ -263,6 +264,9 @@ class MemoryEngine:
         store = SharedStore(inner, changes, local=inner.local or coherent)
         journal = await Journal(journal_path(data_dir)).open()
         engine = cls(settings, store, embedder, owns_embedder=owns, journal=journal)
+        if not inner.local:  # processes share the store: one scheduler (memory/lease.py)
+            engine.scheduler.lease = StoreLease(inner, settings.scheduler.interval_s)
+            engine.scheduler.shared = inner
         if coherent:
             engine.coherence = Coherence(engine, store, settings.coherence)
             engine.coherence.start()
