@@ -19,7 +19,7 @@ Each lane runs one of these runtimes (:mod:`memory.embed_runtime`;
   fraction of torch's per-call overhead, and torch is never loaded;
 - ``onnx-int8``: the same with dynamically quantised int8 weights;
 - ``torch``: sentence-transformers on torch fp32 (the reference);
-- ``torch-bf16``: the same with the weights in bfloat16, which runs on the
+- ``torch-bf16``: the same under bfloat16 autocast, which runs on the
   CPU's AMX tiles where it has them (Sapphire Rapids and later);
 - ``auto``: ``onnx`` for queries; for the bulk lane ``torch-bf16`` on a CPU
   with AMX, else ``torch``. Should the ONNX file be impossible to build or
