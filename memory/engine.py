@@ -246,7 +246,13 @@ class MemoryEngine:
     ) -> MemoryEngine:
         """Build the engine; the store connects lazily, the embedder is warmed."""
         owns = embedder is None
-        embedder = embedder or Embedder(settings.embedding_model)
+        embedder = embedder or Embedder(
+            settings.embedding_model,
+            query_runtime=settings.embedding_query_runtime,
+            bulk_runtime=settings.embedding_bulk_runtime,
+            bulk_threads=settings.embedding_bulk_threads,
+            cache_dir=settings.embedding_cache_dir,
+        )
         if settings.chroma_url:
             inner = ChromaStore.remote(settings.chroma_url)
         else:
@@ -277,6 +283,7 @@ class MemoryEngine:
             engine.snapshots.start(engine.save_snapshots)
         engine._spawn(engine._connect(), "memproxy-store-connect")  # not on the first request's time
         await embedder.warmup()
+        await engine._bridge.anchors()  # the domain anchors every recall needs: not on the first request's time
         if engine.snapshots is not None:
             engine._spawn(engine._warm(engine.snapshots.recent(settings.snapshot.warm_owners)), "memproxy-warm")
         engine.writer.start()  # replays, in the background, whatever a previous process left journaled
@@ -327,6 +334,8 @@ class MemoryEngine:
             restored = await self.snapshots.restore(user)
             if restored is not None:
                 self._note_synced(user, restored.began)
+                if restored.changed or restored.deleted:  # saved again with the delta folded in
+                    self.snapshots.mark(owner_key(user))
                 return restored
         began = time.time()
         active_with_vectors = getattr(self.store, "active_with_vectors", None)
@@ -365,7 +374,7 @@ class MemoryEngine:
     def _watermark(self, user: str) -> float:
         """Wall time up to which the owner's index holds every stored change (under its lock)."""
         if self.coherence is not None:
-            return self._synced.get(user, 0.0)
+            return self.coherence.watermark(user)
         return time.time()  # the only writer: every change it made is in the index
 
     async def _save_snapshot(self, user: str) -> bool:
