@@ -33,6 +33,7 @@ from memory.explain import RecallTrace
 from memory.extractor import FactExtractor
 from memory.forgetting import ForgetReceipt, drop_owner_caches
 from memory.journal import MEMORY, Entry, Journal, journal_path
+from memory.lease import StoreLease
 from memory.lexcache import LexicalCache, OwnerIndex
 from memory.limits import check_batch, check_content, check_metadata, clip_content
 from memory.longlived import settle
@@ -245,7 +246,13 @@ class MemoryEngine:
     ) -> MemoryEngine:
         """Build the engine; the store connects lazily, the embedder is warmed."""
         owns = embedder is None
-        embedder = embedder or Embedder(settings.embedding_model)
+        embedder = embedder or Embedder(
+            settings.embedding_model,
+            query_runtime=settings.embedding_query_runtime,
+            bulk_runtime=settings.embedding_bulk_runtime,
+            bulk_threads=settings.embedding_bulk_threads,
+            cache_dir=settings.embedding_cache_dir,
+        )
         if settings.chroma_url:
             inner = ChromaStore.remote(settings.chroma_url)
         else:
@@ -257,6 +264,9 @@ class MemoryEngine:
         store = SharedStore(inner, changes, local=inner.local or coherent)
         journal = await Journal(journal_path(data_dir)).open()
         engine = cls(settings, store, embedder, owns_embedder=owns, journal=journal)
+        if not inner.local:  # processes share the store: one scheduler (memory/lease.py)
+            engine.scheduler.lease = StoreLease(inner, settings.scheduler.interval_s)
+            engine.scheduler.shared = inner
         if coherent:
             engine.coherence = Coherence(engine, store, settings.coherence)
             engine.coherence.start()
