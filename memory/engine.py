@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from memory.blas import single_threaded_blas
 from memory.chroma_store import ChromaStore
 from memory.codec import from_record, to_metadata
 from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, utcnow
@@ -207,6 +208,7 @@ class MemoryEngine:
         self._owns_embedder = owns_embedder
         self._ids = IdFactory()
         self.redactor = Redactor(settings.redact.credentials, settings.redact.pii)
+        single_threaded_blas()  # recall's matrix products: one BLAS thread each (memory/blas.py)
         self._pool = ThreadPoolExecutor(max_workers=RECALL_THREADS, thread_name_prefix="memproxy-recall")
         self._local = bool(getattr(store, "local", False))  # a shared server may be written by others
         self._lexical = LexicalCache(

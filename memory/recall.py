@@ -61,6 +61,7 @@ from memory.lexcache import OwnerIndex
 from memory.lexical import BM25Index, tokenize
 from memory.render import render_item
 from memory.timeparse import QueryTime, resolve_relative, span_of
+from memory.topk import rank_order
 from memory.view import OwnerView
 
 LEXICAL_WEIGHT = 2.0
@@ -555,8 +556,8 @@ def rank_view(
         elif final[pos] < score:
             final[pos] = score
     chosen = np.nonzero(final > -np.inf)[0]
-    order = chosen[np.lexsort((chosen, -view.recency[chosen], -final[chosen]))]
     if trace is not None:
+        order = chosen[np.lexsort((chosen, -view.recency[chosen], -final[chosen]))]
         # the parts of the memories the ranking looks at, and of the best ones under the floor
         under = np.nonzero(final == -np.inf)[0]
         under = under[np.argsort(-fused[under], kind="stable")[:TRACED_BEYOND]]
@@ -572,7 +573,9 @@ def rank_view(
             if speakers and view.speakers[pos] in speakers:
                 trace.part(cube, "speaker", SPEAKER_BOOST)
         _trace_gate(trace, extra, threshold, best, floor)
-    ordered: Iterable[tuple[MemCube, float]] = ((view.cubes[i], float(final[i])) for i in order)
+    ordered: Iterable[tuple[MemCube, float]] = (
+        (view.cubes[i], float(final[i])) for i in rank_order(final, view.recency, chosen)
+    )  # sorted only as far as the near-duplicate pass reads (memory/topk.py)
     if outside:
         ordered = merge_best(list(ordered), outside)
     ranked = _suppress_twins(ordered, lambda cube: _indexed_words(bm25, cube), bm25.document_frequency, trace)
