@@ -376,6 +376,19 @@ class ChromaStore:
     async def similarities(self, user: str, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         return await self._call(self._similarities_sync, user, embedding, list(ids))
 
+    async def nearest_ids(self, user: str, embedding: np.ndarray, limit: int) -> list[str]:
+        """Ids of (up to) ``limit`` nearest memories by the store's HNSW index, any state:
+        ids only (no documents, metadata or distances), the candidate generation of a
+        large owner's recall (memory/candidates.py)."""
+        return await self._call(self._nearest_ids_sync, user, embedding, limit)
+
+    def _nearest_ids_sync(self, user: str, embedding: np.ndarray, limit: int) -> list[str]:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None or limit <= 0:
+            return []
+        result = collection.query(query_embeddings=embedding.reshape(1, -1), n_results=limit, include=[])
+        return list(result["ids"][0])
+
     # Reads of a whole owner filter ``state`` here rather than with ``where``:
     # a filtered page costs Chroma a scan of the owner's metadata each call
     # (+0.15-0.25 s a page at 100k memories), and inactive rows are few.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from memory.blas import single_threaded_blas
+from memory.candidates import ANN_MIN_MEMORIES, DENSE_CANDIDATES
 from memory.chroma_store import ChromaStore
 from memory.codec import from_record, to_metadata
 from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, utcnow
@@ -418,13 +419,14 @@ class MemoryEngine:
         if float(domains.max()) >= DOMAIN_FLOOR:
             await self._profile_standing(user, index)
         min_score = self.settings.min_score
+        nearest = await self._dense_candidates(user, index, embedding)
 
         def everything(ix: OwnerIndex) -> list[tuple[MemCube, float]] | None:
             view = ix.view()
             if view is None:
                 return None
             bridged = bridge_scores(domains, ix.profiles, ix.cubes, min_score)
-            return rank_view(view, ix.bm25, query, embedding, min_score, bridged, len(ix.cubes), when, trace)
+            return rank_view(view, ix.bm25, query, embedding, min_score, bridged, len(ix.cubes), when, trace, nearest)
 
         ranked = await self._lexical.read(index, everything)
         if ranked is not None:
@@ -451,6 +453,14 @@ class MemoryEngine:
             return rank(candidates, min_score, bridged, query, len(ix.cubes), when, trace)
 
         return await self._lexical.read(index, ranked_candidates)
+
+    async def _dense_candidates(self, user: str, index: OwnerIndex, embedding: np.ndarray) -> list[str] | None:
+        """A large owner's nearest memories by the store's index (memory/candidates.py); None: scan all."""
+        nearest = getattr(self.store, "nearest_ids", None)
+        if not self._local or nearest is None or len(index) < ANN_MIN_MEMORIES:
+            return None
+        ids: list[str] = await nearest(user, embedding, DENSE_CANDIDATES)
+        return ids
 
     async def _profile_standing(self, user: str, index: OwnerIndex) -> None:
         """Profile the owner's standing facts stored without one (rows written

@@ -55,6 +55,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from memory.candidates import candidate_positions, cosines_of
 from memory.cube import META_KEY, MemCube
 from memory.explain import RecallTrace
 from memory.lexcache import OwnerIndex
@@ -498,6 +499,7 @@ def rank_view(
     population: int = 0,
     when: QueryTime | None = None,
     trace: RecallTrace | None = None,
+    dense: Sequence[str] | None = None,
 ) -> list[tuple[MemCube, float]]:
     """:func:`rank` of :func:`score_all`'s candidates, on arrays.
 
@@ -508,14 +510,19 @@ def rank_view(
     tuples. Near-duplicate prefixes are ordered by the owner's BM25 document
     frequency (rarest first) instead of the candidates' word counts: any fixed
     order finds the same twins (see :func:`_prefix`).
+
+    ``dense``: a large owner's nearest memories by the store's index; then only
+    they, the best lexical matches and their neighbours are scored
+    (memory/candidates.py), the rest are out.
     """
     n = view.n
-    cosines = (view.matrix @ np.asarray(embedding, dtype=np.float32).reshape(-1)).astype(np.float64)
     lexical = np.zeros(n, dtype=np.float64)
     for memory_id, value in bm25.scores(query).items():
         pos = view.position.get(memory_id)
         if pos is not None:
             lexical[pos] = value
+    subset = candidate_positions(view, dense, lexical) if dense is not None else None
+    cosines = cosines_of(view, embedding, subset)
     fused = cosines + LEXICAL_WEIGHT * lexical
     gated = cosines + GATE_LEXICAL_WEIGHT * lexical
     best = max([float(gated.max()) if n else -1.0] + [score for _, score in extra])
