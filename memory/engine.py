@@ -240,7 +240,12 @@ class MemoryEngine:
     ) -> MemoryEngine:
         """Build the engine; the store connects lazily, the embedder is warmed."""
         owns = embedder is None
-        embedder = embedder or Embedder(settings.embedding_model)
+        embedder = embedder or Embedder(
+            settings.embedding_model,
+            query_runtime=settings.embedding_query_runtime,
+            bulk_runtime=settings.embedding_bulk_runtime,
+            cache_dir=settings.embedding_cache_dir,
+        )
         if settings.chroma_url:
             store: MemoryStore = ChromaStore.remote(settings.chroma_url)
         else:
