@@ -37,6 +37,7 @@ from memory.limits import check_batch, check_content, check_metadata, clip_conte
 from memory.longlived import settle
 from memory.pack_owner import is_pack_owner
 from memory.packrecall import PackSource, with_pack_hits
+from memory.querybatch import QueryBatcher
 from memory.recall import (
     DATES_KEY,
     Candidate,
@@ -216,6 +217,7 @@ class MemoryEngine:
             self._load_owner, self._pool, capacity=settings.index_cache_memories, keep_vectors=self._local
         )
         self._bridge = DomainBridge(embedder.embed_query, embedder.embed)
+        self.queries = QueryBatcher(embedder.embed_query)
         self._backfills: dict[str, asyncio.Task[None]] = {}
         # durable writes: every accepted write is journaled (fsync'd) first; the writer drains the journal
         self.journal = journal or Journal(MEMORY)
@@ -391,7 +393,7 @@ class MemoryEngine:
         max_items = self.settings.max_items if limit is None else limit
         if not query or not query.strip() or budget <= 0 or max_items <= 0:
             return RecallResult(items=[], tokens=0)
-        embedding = (await self.embedder.embed_query([query]))[0]
+        embedding = await self.queries.embed(query)  # batched with concurrent recalls (memory/querybatch.py)
         when = query_time(query, now=now or utcnow())
         ranked = await self._ranked(user, query, embedding, candidate_count(max_items), when, trace)
         if record:  # the scheduler's evidence (internal searches, e.g. the extractor's, are not)
