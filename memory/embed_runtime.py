@@ -122,8 +122,9 @@ class OnnxRuntime:
     """ONNX Runtime on the exported model; mean pooling and normalisation in numpy."""
 
     def __init__(self, name: str, session: onnxruntime.InferenceSession, tokenizer: Tokenizer, *,
-                 batch_size: int, model_path: str) -> None:
+                 batch_size: int, model_path: str, threads: int | None) -> None:
         self.name = name
+        self.threads = threads
         self.session = session
         self._tokenizer = tokenizer
         self._batch_size = batch_size
@@ -136,12 +137,12 @@ class OnnxRuntime:
 
         path = onnx_model(model_path, "int8" if name == "onnx-int8" else "fp32", cache_dir)
         return cls(name, _session(path, threads), _tokenizer(model_path), batch_size=batch_size,
-                   model_path=model_path)
+                   model_path=model_path, threads=threads)
 
     def sibling(self, batch_size: int) -> OnnxRuntime:
         """The same session (thread-safe to run) with a tokenizer of its own."""
         return OnnxRuntime(self.name, self.session, _tokenizer(self._model_path), batch_size=batch_size,
-                           model_path=self._model_path)
+                           model_path=self._model_path, threads=self.threads)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(texts)
@@ -176,10 +177,10 @@ class OnnxRuntime:
 def load_runtime(name: str, model_path: str, *, batch_size: int, threads: int | None,
                  cache_dir: str | Path | None, shared: Iterable[Any] = ()) -> Runtime:
     """Load ``name`` (concrete, see :func:`resolve`); an ONNX session already
-    loaded for another lane (in ``shared``) is reused."""
+    loaded for another lane (in ``shared``) with the same threads is reused."""
     if name in ("onnx", "onnx-int8"):
         for other in shared:
-            if isinstance(other, OnnxRuntime) and other.name == name:
+            if isinstance(other, OnnxRuntime) and other.name == name and other.threads == threads:
                 return other.sibling(batch_size)
         return OnnxRuntime.load(name, model_path, batch_size=batch_size, threads=threads, cache_dir=cache_dir)
     if name in ("torch", "torch-bf16"):

@@ -71,6 +71,7 @@ class Embedder:
         *,
         batch_size: int = BATCH_SIZE,
         threads: int | None = TORCH_THREADS,
+        bulk_threads: int | None = None,
         query_runtime: str = "auto",
         bulk_runtime: str = "auto",
         cache_dir: str | Path | None = None,
@@ -78,6 +79,9 @@ class Embedder:
         self.model_path = model_path or default_model_path()
         self.batch_size = batch_size
         self.threads = threads
+        # the bulk lane's intra-op threads (None: ``threads``). torch's pool is process-wide,
+        # so a torch query lane shares it; an ONNX query lane keeps its own single thread.
+        self.bulk_threads = threads if bulk_threads is None else bulk_threads
         self.cache_dir = cache_dir
         self.runtimes = {QUERY: resolve(QUERY, query_runtime), BULK: resolve(BULK, bulk_runtime)}
         self._lanes = {
@@ -95,7 +99,8 @@ class Embedder:
             model = self._models.get(lane)
             if model is None:
                 model = self._models[lane] = load_runtime(
-                    self.runtimes[lane], self.model_path, batch_size=self.batch_size, threads=self.threads,
+                    self.runtimes[lane], self.model_path, batch_size=self.batch_size,
+                    threads=self.bulk_threads if lane == BULK else self.threads,
                     cache_dir=self.cache_dir, shared=self._models.values(),
                 )
             return model

@@ -129,3 +129,18 @@ def test_the_onnx_runtime_never_loads_torch(embedder: Embedder) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["onnx", "onnx", "False"]
+
+
+def test_a_bulk_lane_with_its_own_threads_gets_its_own_session(embedder: Embedder) -> None:
+    split = Embedder(query_runtime="onnx", bulk_runtime="onnx", bulk_threads=2, cache_dir=embedder.cache_dir)
+    shared = Embedder(query_runtime="onnx", bulk_runtime="onnx", cache_dir=embedder.cache_dir)
+    try:
+        for e in (split, shared):
+            asyncio.run(e.warmup())
+        assert split._models["bulk"].session is not split._models["query"].session  # type: ignore[attr-defined]
+        assert shared._models["bulk"].session is shared._models["query"].session  # type: ignore[attr-defined]
+        vectors = asyncio.run(split.embed(TEXTS))
+        assert float((vectors * asyncio.run(shared.embed(TEXTS))).sum(axis=1).min()) > 0.99999
+    finally:
+        split.close()
+        shared.close()
