@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from memory.blas import single_threaded_blas
-from memory.candidates import ANN_MIN_MEMORIES, DENSE_CANDIDATES
+from memory.candidates import ANN_MIN_MEMORIES, DENSE_CANDIDATES, StoreIndexWarmth
 from memory.changelog import ChangeLog
 from memory.chroma_store import ChromaStore
 from memory.codec import from_record, to_metadata
@@ -223,6 +223,7 @@ class MemoryEngine:
         )
         self._bridge = DomainBridge(embedder.embed_query, embedder.embed)
         self.queries = QueryBatcher(embedder.embed_query)
+        self._store_index = StoreIndexWarmth()  # large owners' store HNSW loaded (memory/candidates.py)
         self._backfills: dict[str, asyncio.Task[None]] = {}
         # durable writes: every accepted write is journaled (fsync'd) first; the writer drains the journal
         self.journal = journal or Journal(MEMORY)
@@ -571,6 +572,8 @@ class MemoryEngine:
         nearest = getattr(self.store, "nearest_ids", None)
         if not self._local or nearest is None or len(index) < ANN_MIN_MEMORIES:
             return None
+        if not self._store_index.ready(user, lambda: nearest(user, embedding, DENSE_CANDIDATES)):
+            return None  # the store's index is loading in the background: scan every row meanwhile
         ids: list[str] = await nearest(user, embedding, DENSE_CANDIDATES)
         return ids
 
