@@ -21,19 +21,20 @@ candidates rather than of the whole session (the session's best memory is a
 candidate unless it is neither near the query nor sharing its words).
 ``tests/test_candidates.py`` checks the top results against the full scan
 on a real store.
+
+The store loads an HNSW index from disk on its first query (2.4 s at
+100,000 memories, then ~5 ms a query), so loading a large owner's recall
+index also queries the store's index once (:meth:`ChromaStore.warm_index`):
+the cold load pays for it, not a later recall.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from memory.view import OwnerView
-
-log = logging.getLogger(__name__)
 
 ANN_MIN_MEMORIES = 40_000
 DENSE_CANDIDATES = 512
@@ -64,35 +65,3 @@ def cosines_of(view: OwnerView, embedding: np.ndarray, subset: np.ndarray | None
     out[subset] = view.matrix[subset] @ query
     return out
 
-
-class StoreIndexWarmth:
-    """Whose store index is loaded: the first HNSW query of a collection loads
-    it from disk (2.4 s for 100,000 memories, then ~5 ms a query). That first
-    query runs in the background; until it is done the owner's recall scans
-    every row instead (tens of ms), so no request waits for the load."""
-
-    def __init__(self) -> None:
-        self._ready: set[str] = set()
-        self._warming: dict[str, asyncio.Task[None]] = {}
-
-    def ready(self, user: str, first_query: Callable[[], Awaitable[object]]) -> bool:
-        """True once ``user``'s store index answered; else start ``first_query`` (once)."""
-        if user in self._ready:
-            return True
-        if user not in self._warming:
-            task = asyncio.get_running_loop().create_task(self._warm(user, first_query), name=f"memproxy-ann-{user}")
-            self._warming[user] = task
-        return False
-
-    async def settled(self) -> None:
-        """Wait for the loads under way."""
-        await asyncio.gather(*self._warming.values(), return_exceptions=True)
-
-    async def _warm(self, user: str, first_query: Callable[[], Awaitable[object]]) -> None:
-        try:
-            await first_query()
-            self._ready.add(user)
-        except Exception as exc:  # recall keeps scanning every row; the next recall tries again
-            log.warning("loading the store index of %s failed: %s", user, exc)
-        finally:
-            self._warming.pop(user, None)

@@ -452,6 +452,22 @@ class ChromaStore:
         large owner's recall (memory/candidates.py)."""
         return await self._call(self._nearest_ids_sync, user, embedding, limit)
 
+    async def warm_index(self, user: str, min_rows: int) -> None:
+        """Load ``user``'s HNSW index from disk now, if the owner has ``min_rows`` rows or more
+        (its first query loads it: 2.4 s at 100,000 rows). Never raises: a failure is logged."""
+        try:
+            await self._call(self._warm_index_sync, user, min_rows)
+        except StoreUnavailable as exc:
+            log.warning("could not load the store index of %s: %s", user, exc)
+
+    def _warm_index_sync(self, user: str, min_rows: int) -> None:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None or collection.count() < min_rows:
+            return
+        one = np.asarray(collection.get(limit=1, include=["embeddings"])["embeddings"], dtype=np.float32)
+        if one.size:  # any stored vector will do: the query only makes the store load its index
+            collection.query(query_embeddings=one.reshape(1, -1), n_results=1, include=[])
+
     def _nearest_ids_sync(self, user: str, embedding: np.ndarray, limit: int) -> list[str]:
         collection = self._collection(owner_key(user), create=False)
         if collection is None or limit <= 0:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from memory.blas import single_threaded_blas
-from memory.candidates import ANN_MIN_MEMORIES, DENSE_CANDIDATES, StoreIndexWarmth
+from memory.candidates import ANN_MIN_MEMORIES, DENSE_CANDIDATES
 from memory.changelog import ChangeLog
 from memory.chroma_store import ChromaStore
 from memory.codec import from_record, to_metadata
@@ -219,11 +219,10 @@ class MemoryEngine:
         self._pool = ThreadPoolExecutor(max_workers=RECALL_THREADS, thread_name_prefix="memproxy-recall")
         self._local = bool(getattr(store, "local", False))  # a shared server may be written by others
         self._lexical = LexicalCache(
-            self._load_owner, self._pool, capacity=settings.index_cache_memories, keep_vectors=self._local
+            self._load_and_warm, self._pool, capacity=settings.index_cache_memories, keep_vectors=self._local
         )
         self._bridge = DomainBridge(embedder.embed_query, embedder.embed)
         self.queries = QueryBatcher(embedder.embed_query)
-        self._store_index = StoreIndexWarmth()  # large owners' store HNSW loaded (memory/candidates.py)
         self._backfills: dict[str, asyncio.Task[None]] = {}
         # durable writes: every accepted write is journaled (fsync'd) first; the writer drains the journal
         self.journal = journal or Journal(MEMORY)
@@ -332,6 +331,14 @@ class MemoryEngine:
     def _safe_metadata(self, value: Any) -> dict[str, Any]:
         limits = self.settings.limits
         return check_metadata(_metadata(value), limits.max_metadata_bytes, limits.max_metadata_depth)
+
+    async def _load_and_warm(self, user: str) -> tuple[list[MemCube], list[np.ndarray] | None] | Restore:
+        """:meth:`_load_owner`, with a large owner's store index loaded meanwhile (memory/candidates.py)."""
+        warm = getattr(self.store, "warm_index", None)
+        if not self._local or warm is None:
+            return await self._load_owner(user)
+        loaded, _ = await asyncio.gather(self._load_owner(user), warm(user, ANN_MIN_MEMORIES))
+        return loaded
 
     async def _load_owner(self, user: str) -> tuple[list[MemCube], list[np.ndarray] | None] | Restore:
         """An owner's active memories for its index (with vectors from a local store),
@@ -572,8 +579,6 @@ class MemoryEngine:
         nearest = getattr(self.store, "nearest_ids", None)
         if not self._local or nearest is None or len(index) < ANN_MIN_MEMORIES:
             return None
-        if not self._store_index.ready(user, lambda: nearest(user, embedding, DENSE_CANDIDATES)):
-            return None  # the store's index is loading in the background: scan every row meanwhile
         ids: list[str] = await nearest(user, embedding, DENSE_CANDIDATES)
         return ids
 

@@ -78,8 +78,6 @@ def test_candidates_give_the_full_scans_top_results(
             seen.append(len(positions))
             return positions
 
-        assert await _top_ids(engine, QUESTIONS[0]) == full[QUESTIONS[0]]  # full scan while the store index loads
-        await engine._store_index.settled()
         monkeypatch.setattr(recall, "candidate_positions", counted)
         for question in QUESTIONS:
             assert full[question], question
