@@ -30,7 +30,7 @@ from memory.coherence import Coherence, SharedStore
 from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, owner_key, utcnow
 from memory.embedder import Embedder
 from memory.encoding import encode
-from memory.errors import InvalidMemory, MemoryEngineError, MemoryNotFound
+from memory.errors import InvalidMemory, MemoryEngineError, MemoryNotFound, StoreUnavailable
 from memory.explain import RecallTrace
 from memory.extractor import FactExtractor
 from memory.forgetting import ForgetReceipt, drop_owner_caches
@@ -579,7 +579,11 @@ class MemoryEngine:
         nearest = getattr(self.store, "nearest_ids", None)
         if not self._local or nearest is None or len(index) < ANN_MIN_MEMORIES:
             return None
-        ids: list[str] = await nearest(user, embedding, DENSE_CANDIDATES)
+        try:
+            ids: list[str] = await nearest(user, embedding, DENSE_CANDIDATES)
+        except StoreUnavailable as exc:  # the rows are in process: scan them all instead
+            log.warning("nearest-neighbour query failed for %s (%s); scanning every memory", user, exc)
+            return None
         return ids
 
     async def _profile_standing(self, user: str, index: OwnerIndex) -> None:

@@ -566,7 +566,7 @@ def rank_view(
     if trace is not None:
         order = chosen[np.lexsort((chosen, -view.recency[chosen], -final[chosen]))]
         # the parts of the memories the ranking looks at, and of the best ones under the floor
-        under = np.nonzero(final == -np.inf)[0]
+        under = np.nonzero((final == -np.inf) & np.isfinite(fused))[0]  # not the rows candidates left out
         under = under[np.argsort(-fused[under], kind="stable")[:TRACED_BEYOND]]
         for pos in np.concatenate([order[: 2 * MAX_RANKED], under]):
             cube = view.cubes[pos]

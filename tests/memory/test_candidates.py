@@ -5,6 +5,7 @@ store with real embeddings it returns the same top results as the full scan."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 
@@ -13,6 +14,7 @@ from memory import engine as engine_module
 from memory.cube import Owner
 from memory.embedder import Embedder
 from memory.engine import MemoryEngine, NewMemory
+from memory.explain import RecallTrace
 from memory.recall import candidate_count
 from memory.timeparse import query_time
 from tests.memory.memory_helpers import EngineFactory
@@ -83,5 +85,9 @@ def test_candidates_give_the_full_scans_top_results(
             assert full[question], question
             assert await _top_ids(engine, question) == full[question], question
         assert len(seen) == len(QUESTIONS) and max(seen) < len(texts) // 2  # most memories were left out
+        trace = RecallTrace()  # an explanation of a candidates ranking shows only scored memories
+        explained = await engine.search("owner", QUESTIONS[0], trace=trace)
+        parts = [value for entry in trace.candidates.values() for value in entry.parts.values()]
+        assert explained.items and parts and all(math.isfinite(value) for value in parts)
 
     open_engine.run(scenario())
