@@ -447,6 +447,35 @@ class ChromaStore:
     async def similarities(self, user: str, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         return await self._call(self._similarities_sync, user, embedding, list(ids))
 
+    async def nearest_ids(self, user: str, embedding: np.ndarray, limit: int) -> list[str]:
+        """Ids of (up to) ``limit`` nearest memories by the store's HNSW index, any state:
+        ids only (no documents, metadata or distances), the candidate generation of a
+        large owner's recall (memory/candidates.py)."""
+        return await self._call(self._nearest_ids_sync, user, embedding, limit)
+
+    async def warm_index(self, user: str, min_rows: int) -> None:
+        """Load ``user``'s HNSW index from disk now, if the owner has ``min_rows`` rows or more
+        (its first query loads it: 2.4 s at 100,000 rows). Never raises: a failure is logged."""
+        try:
+            await self._call(self._warm_index_sync, user, min_rows)
+        except StoreUnavailable as exc:
+            log.warning("could not load the store index of %s: %s", user, exc)
+
+    def _warm_index_sync(self, user: str, min_rows: int) -> None:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None or collection.count() < min_rows:
+            return
+        one = np.asarray(collection.get(limit=1, include=["embeddings"])["embeddings"], dtype=np.float32)
+        if one.size:  # any stored vector will do: the query only makes the store load its index
+            collection.query(query_embeddings=one.reshape(1, -1), n_results=1, include=[])
+
+    def _nearest_ids_sync(self, user: str, embedding: np.ndarray, limit: int) -> list[str]:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None or limit <= 0:
+            return []
+        result = collection.query(query_embeddings=embedding.reshape(1, -1), n_results=limit, include=[])
+        return list(result["ids"][0])
+
     # Reads of a whole owner filter ``state`` here rather than with ``where``:
     # a filtered page costs Chroma a scan of the owner's metadata each call
     # (+0.15-0.25 s a page at 100k memories), and inactive rows are few.

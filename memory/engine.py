@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from memory.blas import single_threaded_blas
+from memory.candidates import ANN_MIN_MEMORIES, DENSE_CANDIDATES
 from memory.changelog import ChangeLog
 from memory.chroma_store import ChromaStore
 from memory.codec import from_record, to_metadata
@@ -28,7 +30,7 @@ from memory.coherence import Coherence, SharedStore
 from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, owner_key, utcnow
 from memory.embedder import Embedder
 from memory.encoding import encode
-from memory.errors import InvalidMemory, MemoryEngineError, MemoryNotFound
+from memory.errors import InvalidMemory, MemoryEngineError, MemoryNotFound, StoreUnavailable
 from memory.explain import RecallTrace
 from memory.extractor import FactExtractor
 from memory.forgetting import ForgetReceipt, drop_owner_caches
@@ -39,6 +41,7 @@ from memory.limits import check_batch, check_content, check_metadata, clip_conte
 from memory.longlived import settle
 from memory.pack_owner import is_pack_owner
 from memory.packrecall import PackSource, with_pack_hits
+from memory.querybatch import QueryBatcher
 from memory.recall import (
     DATES_KEY,
     Candidate,
@@ -212,12 +215,14 @@ class MemoryEngine:
         self._owns_embedder = owns_embedder
         self._ids = IdFactory()
         self.redactor = Redactor(settings.redact.credentials, settings.redact.pii)
+        single_threaded_blas()  # recall's matrix products: one BLAS thread each (memory/blas.py)
         self._pool = ThreadPoolExecutor(max_workers=RECALL_THREADS, thread_name_prefix="memproxy-recall")
         self._local = bool(getattr(store, "local", False))  # a shared server may be written by others
         self._lexical = LexicalCache(
-            self._load_owner, self._pool, capacity=settings.index_cache_memories, keep_vectors=self._local
+            self._load_and_warm, self._pool, capacity=settings.index_cache_memories, keep_vectors=self._local
         )
         self._bridge = DomainBridge(embedder.embed_query, embedder.embed)
+        self.queries = QueryBatcher(embedder.embed_query)
         self._backfills: dict[str, asyncio.Task[None]] = {}
         # durable writes: every accepted write is journaled (fsync'd) first; the writer drains the journal
         self.journal = journal or Journal(MEMORY)
@@ -326,6 +331,14 @@ class MemoryEngine:
     def _safe_metadata(self, value: Any) -> dict[str, Any]:
         limits = self.settings.limits
         return check_metadata(_metadata(value), limits.max_metadata_bytes, limits.max_metadata_depth)
+
+    async def _load_and_warm(self, user: str) -> tuple[list[MemCube], list[np.ndarray] | None] | Restore:
+        """:meth:`_load_owner`, with a large owner's store index loaded meanwhile (memory/candidates.py)."""
+        warm = getattr(self.store, "warm_index", None)
+        if not self._local or warm is None:
+            return await self._load_owner(user)
+        loaded, _ = await asyncio.gather(self._load_owner(user), warm(user, ANN_MIN_MEMORIES))
+        return loaded
 
     async def _load_owner(self, user: str) -> tuple[list[MemCube], list[np.ndarray] | None] | Restore:
         """An owner's active memories for its index (with vectors from a local store),
@@ -492,7 +505,7 @@ class MemoryEngine:
         max_items = self.settings.max_items if limit is None else limit
         if not query or not query.strip() or budget <= 0 or max_items <= 0:
             return RecallResult(items=[], tokens=0)
-        embedding = (await self.embedder.embed_query([query]))[0]
+        embedding = await self.queries.embed(query)  # batched with concurrent recalls (memory/querybatch.py)
         when = query_time(query, now=now or utcnow())
         ranked = await self._ranked(user, query, embedding, candidate_count(max_items), when, trace)
         if record:  # the scheduler's evidence (internal searches, e.g. the extractor's, are not)
@@ -526,13 +539,14 @@ class MemoryEngine:
         if float(domains.max()) >= DOMAIN_FLOOR:
             await self._profile_standing(user, index)
         min_score = self.settings.min_score
+        nearest = await self._dense_candidates(user, index, embedding)
 
         def everything(ix: OwnerIndex) -> list[tuple[MemCube, float]] | None:
             view = ix.view()
             if view is None:
                 return None
             bridged = bridge_scores(domains, ix.profiles, ix.cubes, min_score)
-            return rank_view(view, ix.bm25, query, embedding, min_score, bridged, len(ix.cubes), when, trace)
+            return rank_view(view, ix.bm25, query, embedding, min_score, bridged, len(ix.cubes), when, trace, nearest)
 
         ranked = await self._lexical.read(index, everything)
         if ranked is not None:
@@ -559,6 +573,18 @@ class MemoryEngine:
             return rank(candidates, min_score, bridged, query, len(ix.cubes), when, trace)
 
         return await self._lexical.read(index, ranked_candidates)
+
+    async def _dense_candidates(self, user: str, index: OwnerIndex, embedding: np.ndarray) -> list[str] | None:
+        """A large owner's nearest memories by the store's index (memory/candidates.py); None: scan all."""
+        nearest = getattr(self.store, "nearest_ids", None)
+        if not self._local or nearest is None or len(index) < ANN_MIN_MEMORIES:
+            return None
+        try:
+            ids: list[str] = await nearest(user, embedding, DENSE_CANDIDATES)
+        except StoreUnavailable as exc:  # the rows are in process: scan them all instead
+            log.warning("nearest-neighbour query failed for %s (%s); scanning every memory", user, exc)
+            return None
+        return ids
 
     async def _profile_standing(self, user: str, index: OwnerIndex) -> None:
         """Profile the owner's standing facts stored without one (rows written
