@@ -35,6 +35,8 @@ from memory.limits import check_batch, check_content, check_metadata, clip_conte
 from memory.longlived import settle
 from memory.pack_owner import is_pack_owner
 from memory.packrecall import PackSource, with_pack_hits
+from memory.profile import EMPTY as EMPTY_PROFILE
+from memory.profile import Profile, build_profile
 from memory.recall import (
     DATES_KEY,
     Candidate,
@@ -48,6 +50,7 @@ from memory.recall import (
 from memory.redact import Redactor
 from memory.render import render_item
 from memory.scheduler import MemScheduler, RecallLog
+from memory.snippets import excerpted
 from memory.standing import DOMAIN_FLOOR, DomainBridge, bridge_scores
 from memory.store import MemoryStore
 from memory.timeparse import QueryTime, query_time, resolve_relative
@@ -107,6 +110,7 @@ class CoreSet:
     items: list[MemCube]
     version: str
     tokens: int
+    profile: tuple[str, ...] = ()  # the user's self-disclosures (memory/profile.py), rendered with the core block
 
     @property
     def texts(self) -> list[str]:
@@ -397,7 +401,13 @@ class MemoryEngine:
             ranked = await with_pack_hits(self, self.packs, user, query, ranked, budget, max_items, now)
             if trace is not None:
                 trace.add_ranked(ranked, source="pack")
-        return await self.offload(pack, ranked, budget, max_items, self.counter.count, trace)
+        index = await self._lexical.index(user)
+
+        def excerpt_and_pack(ix: OwnerIndex) -> RecallResult:  # long memories as their relevant part
+            short = excerpted(ranked, query, ix.bm25.idf, self.counter.count)
+            return pack(short, budget, max_items, self.counter.count, trace)
+
+        return await self._lexical.read(index, excerpt_and_pack)
 
     async def _ranked(
         self,
@@ -486,7 +496,36 @@ class MemoryEngine:
 
     async def core(self, user: str) -> CoreSet:
         """``user``'s core memories: active, oldest first, packed into
-        ``memory.core_token_budget`` (in order; one that does not fit is skipped)."""
+        ``memory.core_token_budget`` (in order; one that does not fit is skipped),
+        with the user's profile (:meth:`profile`); the version covers both."""
+        core = await self._core_set(user)
+        profile = await self.profile(user)
+        if not profile.lines:
+            return core
+        version = hashlib.sha256(f"{core.version}\0{profile.version}".encode()).hexdigest()[:16]
+        return CoreSet(core.items, version, core.tokens, profile.lines)
+
+    async def profile(self, user: str) -> Profile:
+        """What ``user`` said about themselves, newest per topic, within
+        ``memory.profile_token_budget`` (memory/profile.py); rebuilt only when a
+        disclosure changed, so it stays byte-identical in between."""
+        budget = self.settings.profile_token_budget
+        if budget <= 0 or is_pack_owner(user):
+            return EMPTY_PROFILE
+        index = await self._lexical.index(user)
+
+        def current(ix: OwnerIndex) -> Profile:
+            memo = ix.profile_memo
+            if memo is not None and memo[0] == ix.disclosed_version and memo[1] == budget:
+                return memo[2]  # type: ignore[return-value]
+            found = (d for ds in ix.disclosed.values() for d in ds)
+            profile = build_profile(found, budget, self.counter.count)
+            ix.profile_memo = (ix.disclosed_version, budget, profile)
+            return profile
+
+        return await self._lexical.read(index, current)
+
+    async def _core_set(self, user: str) -> CoreSet:
         cached = self._core.get(user)
         if cached is not None:
             return cached

@@ -40,6 +40,7 @@ import numpy as np
 from memory.cube import MemCube, State
 from memory.lexical import BM25Index
 from memory.longlived import settle
+from memory.profile import Disclosure, disclosures
 from memory.standing import is_standing
 from memory.view import OwnerView
 
@@ -62,6 +63,11 @@ class OwnerIndex:
         # standing facts: id -> domain profile, None until computed (rows
         # written before profiles were stored with the memory)
         self.profiles: dict[str, np.ndarray | None] = {}
+        # the user's self-disclosures, per memory that has any (memory/profile.py), and a
+        # counter that moves whenever they change
+        self.disclosed: dict[str, tuple[Disclosure, ...]] = {}
+        self.disclosed_version = 0
+        self.profile_memo: tuple[int, int, object] | None = None  # (version, budget, profile): memory/profile.py
         self._pending: deque[Op] = deque()
         self._view: OwnerView | None = None
         self.flush_scheduled = False
@@ -75,6 +81,8 @@ class OwnerIndex:
         old = self.cubes.get(cube.id)
         changed = old is None or old.content != cube.content
         self.cubes[cube.id] = cube
+        if changed or old is None or old.event_time != cube.event_time:
+            self._disclose(cube.id, disclosures(cube))
         if changed:
             self.bm25.upsert(cube.id, cube.content)
             if vector is None:
@@ -92,7 +100,15 @@ class OwnerIndex:
         if self._view is not None and not self._view.absorb(cube, vector, changed):
             self._view = None
 
+    def _disclose(self, memory_id: str, found: tuple[Disclosure, ...]) -> None:
+        if found:
+            self.disclosed[memory_id] = found
+            self.disclosed_version += 1
+        elif self.disclosed.pop(memory_id, None) is not None:
+            self.disclosed_version += 1
+
     def remove(self, memory_id: str) -> None:
+        self._disclose(memory_id, ())
         self.cubes.pop(memory_id, None)
         self.vectors.pop(memory_id, None)
         self.profiles.pop(memory_id, None)
@@ -100,6 +116,8 @@ class OwnerIndex:
         self._view = None
 
     def clear(self) -> None:
+        self.disclosed.clear()
+        self.disclosed_version += 1
         self.bm25 = BM25Index()
         self.cubes.clear()
         self.vectors.clear()
