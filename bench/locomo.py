@@ -34,14 +34,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from bench.retrieval import (
+    SEARCH_LIMIT,
+    Tally,
+    baseline_orders,
+    coverage,
+    pack_ranked,
+    ratios_to_best_baseline,
+    recall_table,
+    render_ratios,
+    render_table,
+)
 from bench.stats import median, percentile
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 DEFAULT_BUDGETS = (512, 1024, 2048, 4096)
 PROMPTS_FILE = Path(__file__).parent / "data" / "abstention_prompts.txt"
-SEARCH_LIMIT = 1000  # the budget, not the item count, is what binds here
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,46 +136,11 @@ def load_prompts(path: Path = PROMPTS_FILE) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-# -- packing for the baselines -------------------------------------------------
-
-
-def pack_ranked(order: Sequence[int], costs: Sequence[int], budget: int) -> tuple[list[int], int]:
-    """Greedy: take items in order while they fit the budget (as recall.pack does)."""
-    chosen: list[int] = []
-    used = 0
-    for i in order:
-        if used + costs[i] <= budget:
-            chosen.append(i)
-            used += costs[i]
-    return chosen, used
-
-
-def coverage(returned: set[str], gold: frozenset[str]) -> float:
-    return len(returned & gold) / len(gold) if gold else 0.0
-
-
 # -- the run -------------------------------------------------------------------
 
 
-class Tally:
-    """Recall sums per (system, budget, column, category)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[tuple[str, int, str, int], float] = defaultdict(float)
-        self.counts: dict[tuple[str, int, int], int] = defaultdict(int)
-        self.tokens: dict[tuple[str, int], list[int]] = defaultdict(list)
-
-    def add(self, system: str, budget: int, q: Question, returned: set[str], tokens: int) -> None:
-        self.sums[(system, budget, "gold", q.category)] += coverage(returned, q.evidence)
-        self.sums[(system, budget, "audit", q.category)] += coverage(returned, q.audit_evidence)
-        self.counts[(system, budget, q.category)] += 1
-        self.tokens[(system, budget)].append(tokens)
-
-    def recall(self, system: str, budget: int, column: str, category: int | None = None) -> float:
-        cats = list(CATEGORIES) if category is None else [category]
-        total = sum(self.sums[(system, budget, column, c)] for c in cats)
-        n = sum(self.counts[(system, budget, c)] for c in cats)
-        return total / n if n else float("nan")
+def score(q: Question, returned: set[str]) -> dict[str, float]:
+    return {"gold": coverage(returned, q.evidence), "audit": coverage(returned, q.audit_evidence)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -252,7 +225,7 @@ async def measure(
                     returned: set[str] = set()
                     for item in result.items:
                         returned |= covered_ids(item.cube.metadata)
-                    tally.add("memproxy", budget, q, returned, result.tokens)
+                    tally.add("memproxy", budget, CATEGORIES[q.category], score(q, returned), result.tokens)
 
             # 3. abstention over unrelated prompts, every owner, default budget
             empty = 0
@@ -275,22 +248,8 @@ async def measure(
             embedder.close()
 
     systems = ["memproxy"] + (["bm25", "dense"] if baselines else [])
-    table: dict[str, Any] = {}
-    for system in systems:
-        table[system] = {}
-        for budget in budgets:
-            row: dict[str, Any] = {}
-            for column in ("gold", "audit"):
-                row[column] = {CATEGORIES[c]: round(tally.recall(system, budget, column, c), 4) for c in CATEGORIES}
-                row[column]["overall"] = round(tally.recall(system, budget, column), 4)
-            tokens = tally.tokens[(system, budget)]
-            row["mean_tokens"] = round(sum(tokens) / max(1, len(tokens)), 1)
-            table[system][str(budget)] = row
-    ratios = {}
-    if baselines:
-        for budget in budgets:
-            best = max(table["bm25"][str(budget)]["gold"]["overall"], table["dense"][str(budget)]["gold"]["overall"])
-            ratios[str(budget)] = round(table["memproxy"][str(budget)]["gold"]["overall"] / best, 3) if best else None
+    table = recall_table(tally, systems, budgets, ("gold", "audit"), list(CATEGORIES.values()))
+    ratios = ratios_to_best_baseline(table, budgets, "gold")
     per_cat_n = {CATEGORIES[c]: sum(1 for q in questions if q.category == c) for c in CATEGORIES}
     return {
         "data": str(data_path),
@@ -328,47 +287,25 @@ async def _baselines(
     embedder: Any,
     counter: Any,
 ) -> None:
-    from memory.lexical import BM25Index
-
     lines = [f"[{t.when.date().isoformat()}] {t.text}" for t in turns]
     costs = [counter.count(line) for line in lines]
-    bm25 = BM25Index()
-    for i, t in enumerate(turns):
-        bm25.upsert(str(i), t.text)
-    vectors = await embedder.embed([t.text for t in turns])
-    query_vectors = await embedder.embed([q.question for q in questions]) if questions else np.zeros((0, 384))
-    for q, qv in zip(questions, query_vectors, strict=True):
-        lexical = bm25.scores(q.question)
-        bm25_order = sorted(range(len(turns)), key=lambda i: (-lexical.get(str(i), 0.0), i))
-        bm25_order = [i for i in bm25_order if lexical.get(str(i), 0.0) > 0]
-        sims = vectors @ qv
-        dense_order = sorted(range(len(turns)), key=lambda i: (-float(sims[i]), i))
-        for system, order in (("bm25", bm25_order), ("dense", dense_order)):
+    orders = await baseline_orders([t.text for t in turns], [q.question for q in questions], embedder)
+    for q, ranked in zip(questions, orders, strict=True):
+        for system, order in ranked.items():
             for budget in budgets:
                 chosen, used = pack_ranked(order, costs, budget)
-                tally.add(system, budget, q, {turns[i].dia_id for i in chosen}, used)
+                tally.add(system, budget, CATEGORIES[q.category], score(q, {turns[i].dia_id for i in chosen}), used)
 
 
 def render(results: dict[str, Any]) -> str:
     budgets = results["budgets"]
-    cats = list(CATEGORIES.values()) + ["overall"]
     lines = [
         f"LoCoMo evidence recall - {results['conversations']} conversations, {results['turns']} turns, "
         f"{results['questions']} questions " + json.dumps(results["questions_per_category"]),
         "",
-        f"{'system':<10}{'budget':>7}  " + "".join(f"{c:>12}" for c in cats) + f"{'audit':>9}{'tokens':>9}",
+        *render_table(results["table"], budgets, "gold", list(CATEGORIES.values()), extra=(("audit", "audit"),)),
+        *render_ratios(results["ratio_to_best_baseline"]),
     ]
-    for system, rows in results["table"].items():
-        for budget in budgets:
-            row = rows[str(budget)]
-            lines.append(
-                f"{system:<10}{budget:>7}  " + "".join(f"{row['gold'][c]:>12.3f}" for c in cats)
-                + f"{row['audit']['overall']:>9.3f}{row['mean_tokens']:>9.0f}"
-            )
-    if results["ratio_to_best_baseline"]:
-        lines.append("")
-        lines.append("ours / best baseline: " + ", ".join(
-            f"{b}: {r:.3f}" for b, r in results["ratio_to_best_baseline"].items() if r is not None))
     lat = results["recall_latency_ms"]
     ab = results["abstention"]
     lines += [

@@ -18,3 +18,8 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
+
+
+def latency_summary(values_ms: Sequence[float]) -> dict[str, float | int]:
+    """``{"p50", "p95", "n"}`` of latencies in milliseconds, rounded to 0.01 ms."""
+    return {"p50": round(median(values_ms), 2), "p95": round(percentile(values_ms, 95), 2), "n": len(values_ms)}

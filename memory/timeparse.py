@@ -6,9 +6,13 @@ the time a query names.
   absolute dates or months (ISO strings), meant to be stored alongside the
   memory so that "when did X happen?" can be answered with a date.
 - :func:`query_time` reads the time a query names ("on 16 June, 2023",
-  "in May 2023", "in 2022", "summer 2021", "in June", "last summer"
-  relative to ``now``), for boosting memories whose event time, or a date
-  they mention, falls in it (see :mod:`memory.recall`).
+  "in May 2023", "in 2022", "summer 2021", "in June"; and, against the
+  query's reference time ``now``, "last summer", "yesterday", "last week",
+  "two months ago", "last Friday"), for boosting memories whose event time,
+  or a date they mention, falls in it (see :mod:`memory.recall`). Only
+  expressions pointing back in time are read in a query ("what did I do
+  last week?"); "today" or "next month" in a request say nothing about
+  which memories it is about.
 """
 
 from __future__ import annotations
@@ -41,48 +45,57 @@ def _month(day: date) -> str:
 
 def resolve_relative(text: str, event_time: datetime) -> list[str]:
     """Absolute dates (``YYYY-MM-DD``), weeks (``week of YYYY-MM-DD``), months
-    (``YYYY-MM``) or years (``YYYY``) for the relative expressions in ``text``."""
+    (``YYYY-MM``) or years (``YYYY``) for the relative expressions in ``text``.
+    An expression that leaves the calendar ("99999999 days ago") is skipped."""
     base = event_time.date()
     out: list[str] = []
-    for match in _SIMPLE.finditer(text):
-        word = match.group(0).lower()
-        if word in ("today", "tonight"):
-            out.append(base.isoformat())
-        elif word == "yesterday":
-            out.append((base - timedelta(days=1)).isoformat())
-        elif word == "tomorrow":
-            out.append((base + timedelta(days=1)).isoformat())
-        else:
-            step = {"last": -1, "next": 1, "this": 0}[match.group(2).lower()]
-            unit = match.group(3).lower()
-            if unit in ("week", "weekend"):
-                monday = base - timedelta(days=base.weekday()) + timedelta(weeks=step)
-                out.append(f"week of {monday.isoformat()}")
-            elif unit == "month":
-                out.append(_month(_month_shift(base, step)))
-            else:
-                out.append(str(base.year + step))
-    for match in _AGO.finditer(text):
-        n = int(match.group(1)) if match.group(1).isdigit() else _NUMBERS[match.group(1).lower()]
-        unit = match.group(2).lower()
-        if unit == "day":
-            out.append((base - timedelta(days=n)).isoformat())
-        elif unit == "week":
-            monday = base - timedelta(days=base.weekday()) - timedelta(weeks=n)
-            out.append(f"week of {monday.isoformat()}")
-        elif unit == "month":
-            out.append(_month(_month_shift(base, -n)))
-        else:
-            out.append(str(base.year - n))
-    for match in _WEEKDAY.finditer(text):
-        target = WEEKDAYS.index(match.group(2).lower())
-        if match.group(1).lower() == "next":
-            delta = (target - base.weekday()) % 7 or 7
-            out.append((base + timedelta(days=delta)).isoformat())
-        else:
-            delta = (base.weekday() - target) % 7 or 7
-            out.append((base - timedelta(days=delta)).isoformat())
+    for resolve, pattern in ((_simple, _SIMPLE), (_ago, _AGO), (_weekday, _WEEKDAY)):
+        for match in pattern.finditer(text):
+            try:
+                out.append(resolve(match, base))
+            except (OverflowError, ValueError):  # out of the calendar's range
+                continue
     return list(dict.fromkeys(out))
+
+
+def _simple(match: re.Match[str], base: date) -> str:
+    word = match.group(0).lower()
+    if word in ("today", "tonight"):
+        return base.isoformat()
+    if word == "yesterday":
+        return (base - timedelta(days=1)).isoformat()
+    if word == "tomorrow":
+        return (base + timedelta(days=1)).isoformat()
+    step = {"last": -1, "next": 1, "this": 0}[match.group(2).lower()]
+    unit = match.group(3).lower()
+    if unit in ("week", "weekend"):
+        monday = base - timedelta(days=base.weekday()) + timedelta(weeks=step)
+        return f"week of {monday.isoformat()}"
+    if unit == "month":
+        return _month(_month_shift(base, step))
+    return str(date(base.year + step, 1, 1).year)
+
+
+def _ago(match: re.Match[str], base: date) -> str:
+    n = int(match.group(1)) if match.group(1).isdigit() else _NUMBERS[match.group(1).lower()]
+    unit = match.group(2).lower()
+    if unit == "day":
+        return (base - timedelta(days=n)).isoformat()
+    if unit == "week":
+        monday = base - timedelta(days=base.weekday()) - timedelta(weeks=n)
+        return f"week of {monday.isoformat()}"
+    if unit == "month":
+        return _month(_month_shift(base, -n))
+    return str(date(base.year - n, 1, 1).year)
+
+
+def _weekday(match: re.Match[str], base: date) -> str:
+    target = WEEKDAYS.index(match.group(2).lower())
+    if match.group(1).lower() == "next":
+        delta = (target - base.weekday()) % 7 or 7
+        return (base + timedelta(days=delta)).isoformat()
+    delta = (base.weekday() - target) % 7 or 7
+    return (base - timedelta(days=delta)).isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,16 +156,34 @@ def query_time(query: str, now: datetime | None = None) -> QueryTime | None:
     for m in _SEASON_YEAR.finditer(query):
         start = date(int(m.group(2)), SEASON_START[m.group(1).lower()], 1)
         spans.append((start, _month_shift(start, 3)))
+    if now is not None:
+        spans += _past_spans(query, now)
     season = _SEASON.search(query)
     if season and now is not None:
         month = SEASON_START[season.group(2).lower()]
         year = now.year - (1 if season.group(1).lower() == "last" or month > now.month else 0)
-        start = date(year, month, 1)
-        spans.append((start, _month_shift(start, 3)))
+        try:
+            start = date(year, month, 1)
+            spans.append((start, _month_shift(start, 3)))
+        except ValueError:  # out of the calendar's range
+            pass
     months = frozenset(MONTHS.index(m.group(1).lower()) + 1 for m in _MONTH_ALONE.finditer(query))
     if not spans and not months:
         return None
     return QueryTime(tuple(spans), months)
+
+
+def _past_spans(query: str, now: datetime) -> list[tuple[date, date]]:
+    """The spans of the query's expressions pointing back from ``now`` (yesterday,
+    last week/weekend/month/year, N days/weeks/months/years ago, last Friday)."""
+    past = [m.group(0) for m in _SIMPLE.finditer(query)
+            if m.group(0).lower() == "yesterday" or (m.group(2) or "").lower() == "last"]
+    past += [m.group(0) for m in _AGO.finditer(query)]
+    past += [m.group(0) for m in _WEEKDAY.finditer(query) if m.group(1).lower() != "next"]
+    if not past:
+        return []
+    found = (span_of(value) for value in resolve_relative(" | ".join(past), now))
+    return [span for span in found if span is not None]
 
 
 def span_of(resolved: str) -> tuple[date, date] | None:

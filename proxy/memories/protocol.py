@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -42,6 +42,26 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1)
     token_budget: int | None = Field(default=None, ge=1, le=1_000_000)
     limit: int | None = Field(default=None, ge=1, le=1_000)
+    # the reference time of the query's relative expressions ("last week", "two months ago"); default: now
+    now: datetime | None = None
+
+    @field_validator("now", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("now must be an RFC 3339 timestamp string, e.g. 2023-06-23T07:31:00Z")
+        return value
+
+    @field_validator("now")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """Naive times are taken as UTC (as ``event_time`` is)."""
+        if value is None:
+            return None
+        try:
+            return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+        except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00
+            raise ValueError("now is out of the supported range of dates") from exc
 
 
 class PatchMemoryRequest(BaseModel):

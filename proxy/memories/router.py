@@ -67,7 +67,7 @@ async def add_memories(
 async def search_memories(payload: SearchRequest, request: Request) -> dict[str, Any]:
     user = principal_of(request).owner_for(named_owner(request, payload.user))
     result = await services(request).engine.search(
-        user, payload.query, token_budget=payload.token_budget, limit=payload.limit
+        user, payload.query, token_budget=payload.token_budget, limit=payload.limit, now=payload.now
     )
     return {"object": "list", "data": [_hit(item) for item in result.items], "tokens": result.tokens}
 
