@@ -18,6 +18,7 @@ BENCHMARKS = {
     "load": ("bench.load", "concurrent chat load, journal depth and RSS, then kill -9: acknowledged turns lost (must be 0)"),
     "scale": ("bench.scale", "cold and warm search, RSS and ingest rate against owner size (one owner, a restart per size)"),
     "longmemeval": ("bench.longmemeval", "evidence-turn recall of memory search on LongMemEval-S (assistant chats), with baselines"),
+    "facts": ("bench.facts", "everyday facts told in passing, recalled through the chat path (fake upstream, real proxy)"),
 }
 
 

@@ -17,6 +17,8 @@ By default the reply depends on the request:
 - model ``slow-<ms>``: streams with ``<ms>`` milliseconds between pieces;
 - model ``sleep-<ms>``: answers only after ``<ms>`` milliseconds;
 - model ``hang``: does not answer for 60 s (or until the caller hangs up);
+- model ``long-<words>`` (e.g. ``long-300``): a realistic, deterministic
+  assistant reply of about that many words (:func:`testing.chatter.long_reply`);
 - model ``broken-stream``: sends one chunk, then an error event mid-stream;
 - model ``truncated-stream``: streams the reply's pieces, then simply stops
   (no ``finish_reason``, no ``[DONE]``; a Responses stream stops before
@@ -48,6 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from testing.chatter import long_reply
 from testing.common import (
     Pacer,
     RecordedRequest,
@@ -297,6 +300,9 @@ class Reply:
             name = tools[0].get("function", {}).get("name", "tool")
             call = {"id": TOOL_CALL_ID, "type": "function", "function": {"name": name, "arguments": TOOL_ARGUMENTS}}
             return cls(None, call, created, rid)
+        model = str(body.get("model", ""))
+        if model.startswith("long-") and model[5:].isdigit():
+            return cls(long_reply(last_user_text(body.get("messages")), int(model[5:])), None, created, rid)
         return cls(f"Echo: {last_user_text(body.get('messages'))}", None, created, rid)
 
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
