@@ -36,7 +36,7 @@ from memory.longlived import settle
 from memory.pack_owner import is_pack_owner
 from memory.packrecall import PackSource, with_pack_hits
 from memory.profile import EMPTY as EMPTY_PROFILE
-from memory.profile import Profile, build_profile
+from memory.profile import Profile, build_profile, without_superseded
 from memory.recall import (
     DATES_KEY,
     Candidate,
@@ -404,7 +404,12 @@ class MemoryEngine:
         index = await self._lexical.index(user)
 
         def excerpt_and_pack(ix: OwnerIndex) -> RecallResult:  # long memories as their relevant part
-            short = excerpted(ranked, query, ix.bm25.idf, self.counter.count)
+            shown = ranked
+            gone = {} if is_pack_owner(user) else self._current_profile(ix).superseded
+            if gone:  # statements a newer one replaced are not injected as current (memory/profile.py)
+                count = self.counter.count
+                shown = [(without_superseded(c, gone[c.id], count) if c.id in gone else c, s) for c, s in ranked]
+            short = excerpted(shown, query, ix.bm25.idf, self.counter.count, budget)
             return pack(short, budget, max_items, self.counter.count, trace)
 
         return await self._lexical.read(index, excerpt_and_pack)
@@ -509,21 +514,21 @@ class MemoryEngine:
         """What ``user`` said about themselves, newest per topic, within
         ``memory.profile_token_budget`` (memory/profile.py); rebuilt only when a
         disclosure changed, so it stays byte-identical in between."""
-        budget = self.settings.profile_token_budget
-        if budget <= 0 or is_pack_owner(user):
+        if is_pack_owner(user):
             return EMPTY_PROFILE
         index = await self._lexical.index(user)
+        return await self._lexical.read(index, self._current_profile)
 
-        def current(ix: OwnerIndex) -> Profile:
-            memo = ix.profile_memo
-            if memo is not None and memo[0] == ix.disclosed_version and memo[1] == budget:
-                return memo[2]  # type: ignore[return-value]
-            found = (d for ds in ix.disclosed.values() for d in ds)
-            profile = build_profile(found, budget, self.counter.count)
-            ix.profile_memo = (ix.disclosed_version, budget, profile)
-            return profile
-
-        return await self._lexical.read(index, current)
+    def _current_profile(self, ix: OwnerIndex) -> Profile:
+        """The profile of the owner's index, rebuilt only when a disclosure changed."""
+        budget = self.settings.profile_token_budget
+        memo = ix.profile_memo
+        if memo is not None and memo[0] == ix.disclosed_version and memo[1] == budget:
+            return memo[2]  # type: ignore[return-value]
+        found = (d for ds in ix.disclosed.values() for d in ds)
+        profile = build_profile(found, budget, self.counter.count)
+        ix.profile_memo = (ix.disclosed_version, budget, profile)
+        return profile
 
     async def _core_set(self, user: str) -> CoreSet:
         cached = self._core.get(user)

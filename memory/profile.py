@@ -33,10 +33,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from memory.cube import MemCube
+from memory.lexical import tokenize
+from memory.render import render_item
 
 EXPLICIT = re.compile(
     r"^(?:(?:please|pls|also|and|oh|btw|fyi|by the way|just so you know|for (?:the )?record)[,:]?\s+)*"
@@ -46,48 +48,42 @@ EXPLICIT = re.compile(
 )
 FILLER = re.compile(
     r"^(?:(?:by the way|btw|fyi|also|oh|and|actually|anyway|well|so|just so you know|for context|"
-    r"for (?:the )?record|as you know|to be honest|honestly)[,:]?\s+)+",
+    r"for (?:the )?record|as you know|to be honest|honestly|quick one|big news|change of plans)[,:!]?\s+)+",
     re.IGNORECASE,
 )
-# passing intentions, requests and hypotheticals: not facts about the user
+# the user speaking about themselves (or their household)
+FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|we|we're|we've|our|us)\b", re.IGNORECASE)
+# requests, questions put as statements, reactions and pleasantries: not facts about the user
 NOT_FACT = re.compile(
-    r"\b(?:thinking (?:of|about)|looking (?:for|into|at)|planning|trying to|wondering|want(?:ed)? to|"
-    r"would like|i'?d like|i'?d love|can you|could you|would you|help me|recommend|suggest|"
-    r"if i|should i|how (?:do|can|should) i|let me know|tell me|a bit|a little|have a (?:question|feeling|few)|"
-    r"interested|curious|concerned|heard|love (?:the|that|this|it|how|these|those|your|to hear))\b",
+    r"^(?:tell|give|show|help|explain|write|make|list|suggest|recommend|find|describe|compare|summari[sz]e|"
+    r"translate|create|generate|plan|draft|thanks|thank you|that'?s|this is|it'?s|sounds|great|ok|okay|sure|"
+    r"yes|no|hi|hello|hey)\b"
+    r"|\b(?:can you|could you|would you|will you|help me|let me know|i was wondering|i wonder|"
+    r"i'?d like (?:to know|some|you)|i want you|i need (?:you|some (?:help|advice|ideas|tips))|"
+    r"i(?:'m| am) (?:looking for|wondering|curious|interested in)|thanks|thank you|"
+    r"i love (?:the|that|this|it|how|these|those|your)|sounds (?:great|good)|i (?:agree|see)|"
+    r"have a question|makes sense)\b",
     re.IGNORECASE,
 )
-_ME = r"(?:i|we)"
-_BE = r"(?:i'?m|i am|we'?re|we are)"
-DISCLOSURE = re.compile(
-    r"\b(?:"
-    # what I am
-    rf"{_BE} (?:a|an|allergic|intolerant|lactose|vegan|vegetarian|pescatarian|diabetic|celiac|coeliac|"
-    r"pregnant|married|divorced|single|engaged|widowed|retired|unemployed|left-handed|right-handed|"
-    r"colou?r.?blind|deaf|blind|hard of hearing|sober|based in|from|originally from|\d+(?: years old)?\b)"
-    # what I do, have, use, like or cannot have
-    rf"|{_ME} (?:live|work|drive|own|ride|teach|study|speak|grew up|was born|moved|relocated|"
-    r"volunteer|use|rent|coach|manage|run|hate|dislike|love|adore|prefer|avoid|can'?t stand|"
-    r"(?:can'?t|cannot|don'?t|do not|never) (?:eat|drink|have|tolerate|fly|drive|stand)|"
-    r"have (?:a|an|two|three|four|five|\d+|no) |have been (?:a|an) |got (?:a|an) |adopted|"
-    r"just got (?:a|an) |bought (?:a|an) |turned \d+|play the|take \w+ (?:for|every))"
-    # my family, pets, things: "my <noun> is/starts/…"
-    r"|my (?:\w+[ -]){0,2}?(?:is|are|was|'s|has|have|starts|started|lives|works|goes|turns|turned|"
-    r"named|called)\b"
-    r")",
+# a newer disclosure with one of these words replaces older ones sharing a term with it
+CHANGE = re.compile(
+    r"\b(?:switch(?:ed)?|chang(?:ed|e)|moved|sold|gave up|given up|quit|stopped|cancell?ed|no longer|anymore|"
+    r"instead|left|replaced|went to live|rehomed|got married|broke up|divorced|now)\b",
     re.IGNORECASE,
 )
-# a sentence ends at . ! ? (not after a title such as "Mr.") or at a line break
-_BREAK = re.compile(r"(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<=[.!?])\s+|\n+")
+# a sentence ends at . ! ? ; (not after a title such as "Mr.") or at a line break
+_BREAK = re.compile(r"(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<=[.!?;])\s+|,\s+(?=so\b)|\n+")
 MAX_CHARS = 300  # a longer sentence is not a compact fact
+MIN_SHARED = 4  # a shared term this long (or a shared stem of it) links a change to an older statement
 # topics that hold one value at a time (newest wins)
 TOPICS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("home", re.compile(r"\b(?:i|we) (?:live|moved|relocated)\b|\b(?:i'?m|i am) (?:based in|from)\b", re.I)),
-    ("work", re.compile(r"\b(?:i|we) work\b|\bmy (?:job|work|employer|company)\b", re.I)),
+    ("work", re.compile(r"\b(?:i|we) work (?:as|at|for)\b|\bmy (?:job|employer)\b", re.I)),
     ("car", re.compile(r"\bi drive\b|\bmy (?:car|vehicle)\b", re.I)),
     ("name", re.compile(r"\bmy name\b|\b(?:i'?m|i am) called\b", re.I)),
-    ("age", re.compile(r"\b(?:i'?m|i am) \d+\b|\bi turned \d+\b", re.I)),
+    ("age", re.compile(r"\b(?:i'?m|i am) \d+(?: years old)?\b|\bi turned \d+\b", re.I)),
     ("status", re.compile(r"\b(?:i'?m|i am) (?:married|divorced|single|engaged|widowed)\b", re.I)),
+    ("diet", re.compile(r"\b(?:vegetarian|vegan|pescatarian|flexitarian|carnivore|keto)\b", re.I)),
 )
 _MY = re.compile(
     r"\bmy ((?:(?:favou?rite|best|older|younger|eldest|oldest|youngest|new|current) )?\w+)", re.IGNORECASE
@@ -102,6 +98,9 @@ class Disclosure:
     topic: str  # one value at a time per topic; a unique key for facts that stack
     when: datetime  # when it was said (event time, else write time)
     memory_id: str  # the memory it came from (provenance)
+    raw: str = ""  # the sentence exactly as it stands in the memory
+    terms: frozenset[str] = frozenset()  # its index terms
+    change: bool = False  # it says something changed (:data:`CHANGE`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +108,8 @@ class Profile:
     lines: tuple[str, ...]  # rendered, oldest first
     version: str  # digest of the lines ("" when empty)
     tokens: int
+    # memory id -> its sentences a newer disclosure replaced (recall shows them as no longer current)
+    superseded: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 EMPTY = Profile((), "", 0)
@@ -171,12 +172,37 @@ def disclosures(cube: MemCube) -> tuple[Disclosure, ...]:
         if not raw or raw.endswith("?") or len(raw) > MAX_CHARS:
             continue
         text, explicit = _clean(raw)
-        if len(text) < 8:
+        if len(text) < 12:
             continue
-        if not explicit and (NOT_FACT.search(text) or not DISCLOSURE.search(text)):
+        if not explicit and (NOT_FACT.search(text) or not FIRST_PERSON.search(text)):
             continue
-        out.append(Disclosure(text, topic(text), when, cube.id))
+        text = text.rstrip(";,").strip()
+        terms = frozenset(t for t in tokenize(text) if len(t) >= MIN_SHARED)
+        out.append(Disclosure(text, topic(text), when, cube.id, raw, terms, bool(CHANGE.search(text))))
     return tuple(out)
+
+
+def _linked(new: Disclosure, old: Disclosure) -> bool:
+    """Whether a change statement speaks of what an older statement said (a shared term or stem)."""
+    if new.terms & old.terms:
+        return True
+    return any(a.startswith(b) or b.startswith(a) for a in new.terms for b in old.terms if min(len(a), len(b)) >= 5)
+
+
+def current(found: Iterable[Disclosure]) -> tuple[list[Disclosure], list[Disclosure]]:
+    """The disclosures still current, oldest first, and those replaced by newer ones."""
+    latest: dict[str, Disclosure] = {}
+    replaced: list[Disclosure] = []
+    for d in sorted(found, key=lambda d: (d.when, d.memory_id)):
+        if d.change:
+            for key, old in list(latest.items()):
+                if old.memory_id != d.memory_id and _linked(d, old):
+                    replaced.append(latest.pop(key))
+        previous = latest.pop(d.topic, None)  # re-inserted: the dict keeps newest last
+        if previous is not None and previous.memory_id != d.memory_id:
+            replaced.append(previous)
+        latest[d.topic] = d
+    return list(latest.values()), replaced
 
 
 def render_line(disclosure: Disclosure) -> str:
@@ -185,15 +211,15 @@ def render_line(disclosure: Disclosure) -> str:
 
 def build_profile(found: Iterable[Disclosure], budget: int, count: Callable[[str], int]) -> Profile:
     """The newest disclosure per topic, the newest that fit ``budget`` tokens, oldest first."""
-    if budget <= 0:
-        return EMPTY
-    latest: dict[str, Disclosure] = {}
-    for d in sorted(found, key=lambda d: (d.when, d.memory_id)):
-        latest.pop(d.topic, None)  # re-inserted: the dict keeps newest last
-        latest[d.topic] = d
+    kept_now, replaced = current(found)
+    superseded: dict[str, list[str]] = {}
+    for d in replaced:
+        if d.raw:
+            superseded.setdefault(d.memory_id, []).append(d.raw)
+    gone = {k: tuple(v) for k, v in superseded.items()}
     kept: list[tuple[Disclosure, str]] = []
     used = 0
-    for d in reversed(list(latest.values())):
+    for d in reversed(kept_now) if budget > 0 else ():
         line = render_line(d)
         cost = count(line) + 2  # "- " and the newline
         if used + cost > budget:
@@ -201,7 +227,22 @@ def build_profile(found: Iterable[Disclosure], budget: int, count: Callable[[str
         kept.append((d, line))
         used += cost
     if not kept:
-        return EMPTY
+        return Profile((), "", 0, gone)
     lines = tuple(line for _, line in sorted(kept, key=lambda p: (p[0].when, p[0].memory_id)))
     digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-    return Profile(lines, digest, used)
+    return Profile(lines, digest, used, gone)
+
+
+NO_LONGER_CURRENT = "(said earlier; since changed)"
+
+
+def without_superseded(cube: MemCube, sentences: tuple[str, ...], count: Callable[[str], int]) -> MemCube:
+    """``cube`` as injected once newer statements replaced ``sentences`` of it
+    (same id, metadata and provenance; ``tokens`` its new rendered line)."""
+    content = cube.content
+    for sentence in sentences:
+        content = content.replace(sentence, NO_LONGER_CURRENT)
+    if content == cube.content:
+        return cube
+    changed = cube.evolve(content=content)
+    return changed.evolve(tokens=count(render_item(changed)))

@@ -39,6 +39,7 @@ EXCERPT_FROM = 160  # tokens of the rendered line above which a memory is excerp
 USER_TOKENS = 120  # most tokens of the user's words kept
 OTHER_TOKENS = 70  # most tokens of the other speakers' words kept
 MAX_EXCERPTED = 96  # ranked memories looked at (more than any budget holds once excerpted)
+SPARE = 1.5  # excerpts made up to this many times the budget (packing skips what does not fit)
 ELLIPSIS = "…"
 USER_LABEL = "User"
 _LABEL = re.compile(r"^([A-Z][\w .'-]{0,30}):\s?(.*)$")
@@ -157,21 +158,28 @@ def excerpted(
     query: str,
     idf: Callable[[str], float],
     count: Callable[[str], int],
+    budget: int | None = None,
     parts: Callable[[MemCube], tuple[Part, ...]] | None = None,
 ) -> list[tuple[MemCube, float]]:
-    """``ranked`` with each long memory among the first :data:`MAX_EXCERPTED`
-    replaced by its excerpt for ``query`` (same id, metadata, provenance, times;
-    ``tokens`` the excerpt's rendered line)."""
+    """``ranked`` with its long memories replaced by their excerpts for ``query``
+    (same id, metadata, provenance, times; ``tokens`` the excerpt's rendered
+    line), in rank order until the excerpts would fill ``budget`` well over
+    (:data:`SPARE`; the rest could not be packed anyway) or
+    :data:`MAX_EXCERPTED` were looked at."""
     split = parts or cached_parts
     weights: dict[str, float] | None = None
     out: list[tuple[MemCube, float]] = []
+    used = 0
+    enough = None if budget is None else SPARE * budget + EXCERPT_FROM
     for n, (cube, score) in enumerate(ranked):
-        if n < MAX_EXCERPTED and cube.tokens > EXCERPT_FROM:
-            if weights is None:
-                weights = query_weights(query, idf)
-            text = excerpt(split(cube), weights)
-            if text and text != cube.content.strip():
-                short = cube.evolve(content=text, tokens=0)
-                cube = short.evolve(tokens=count(render_item(short)))
+        if n < MAX_EXCERPTED and (enough is None or used <= enough):
+            if cube.tokens > EXCERPT_FROM:
+                if weights is None:
+                    weights = query_weights(query, idf)
+                text = excerpt(split(cube), weights)
+                if text and text != cube.content.strip():
+                    short = cube.evolve(content=text, tokens=0)
+                    cube = short.evolve(tokens=count(render_item(short)))
+            used += cube.tokens
         out.append((cube, score))
     return out

@@ -41,3 +41,5 @@ def test_a_changed_fact_injects_the_current_value_not_the_stale_one(proxy, upstr
     start = system.index("said about themselves")
     profile = system[start:system.index("</memproxy:memories>", start)]
     assert "I moved from Porto to Lisbon last month." in profile and "I live in Porto" not in profile
+    # the older turn may still be recalled, but its replaced statement is not injected
+    assert "I live in Porto" not in system

@@ -27,7 +27,7 @@ def texts(cube: MemCube) -> list[str]:
     return [d.text for d in disclosures(cube)]
 
 
-def test_disclosures_are_the_users_durable_first_person_facts() -> None:
+def test_disclosures_are_the_users_first_person_statements() -> None:
     assert texts(turn("Please remember that I drive a teal 1987 Volvo 240 estate", "a", 1)) == [
         "I drive a teal 1987 Volvo 240 estate"
     ]
@@ -37,9 +37,23 @@ def test_disclosures_are_the_users_durable_first_person_facts() -> None:
     assert texts(turn("My cat is called Mr. Pickles, he hates the vet. How do I calm him?", "c", 1)) == [
         "My cat is called Mr. Pickles, he hates the vet."
     ]
-    # questions, requests, passing intentions and the assistant's words are not disclosures
-    assert texts(turn("I'm thinking of buying sandals. Can you recommend a brand?", "d", 1, "I live in Oslo.")) == []
+    # questions, requests, reactions and the assistant's words are not disclosures
+    assert texts(turn("Thanks! I love that idea. Can you recommend a brand? Tell me more.", "d", 1, "I live in Oslo.")) == []
     assert texts(MemCube(id="e", owner=ANA, content="Assistant: I work as a chef.")) == []
+
+
+def test_a_change_supersedes_the_older_statement_it_speaks_of() -> None:
+    found = [
+        *disclosures(turn("I drive a teal 1987 Volvo 240 estate.", "m1", 1)),
+        *disclosures(turn("My sister lives in Oslo.", "m2", 2)),
+        *disclosures(turn("I finally sold the Volvo and bought a white Nissan Leaf.", "m3", 3)),
+    ]
+    profile = build_profile(found, 256, COUNT)
+    assert profile.lines == (
+        "[2024-03-02] My sister lives in Oslo.",
+        "[2024-03-03] I finally sold the Volvo and bought a white Nissan Leaf.",
+    )
+    assert profile.superseded == {"m1": ("I drive a teal 1987 Volvo 240 estate.",)}
 
 
 def test_a_newer_value_of_a_topic_supersedes_the_older_one() -> None:
@@ -55,6 +69,7 @@ def test_a_newer_value_of_a_topic_supersedes_the_older_one() -> None:
     )
     # the order the memories are read in does not matter
     assert build_profile(list(reversed(found)), 256, COUNT) == profile
+    assert profile.superseded == {"m1": ("I live in Porto, near the river.",)}
 
 
 def test_rendering_is_byte_stable_until_a_disclosure_changes_and_respects_the_budget() -> None:
