@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 SENTENCE_WEIGHT = 0.5
-USER_SHARE = float(__import__("os").environ.get("MP_USER_SHARE", "0.5"))
+USER_SHARE = 0.5
 USER_PREFIX = "User: "
 MAX_SENTENCES = 32  # beyond this, the rest of a long text shares the last part
 EMBED_CHUNK = 64  # the embedder's batch size (see _embed_by_length)
