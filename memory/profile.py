@@ -31,6 +31,7 @@ survives a restart, follows edits and deletions, and costs no model call.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ CHANGE = re.compile(
 # a sentence ends at . ! ? ; (not after a title such as "Mr.") or at a line break
 _BREAK = re.compile(r"(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<=[.!?;])\s+|,\s+(?=so\b)|\n+")
 MAX_CHARS = 300  # a longer sentence is not a compact fact
+# the newest disclosures looked at (a profile holds a few dozen; bounds the rebuild on large owners)
+MAX_CONSIDERED = 2_000
 MIN_SHARED = 4  # a shared term this long (or a shared stem of it) links a change to an older statement
 # topics that hold one value at a time (newest wins)
 TOPICS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -193,7 +196,8 @@ def current(found: Iterable[Disclosure]) -> tuple[list[Disclosure], list[Disclos
     """The disclosures still current, oldest first, and those replaced by newer ones."""
     latest: dict[str, Disclosure] = {}
     replaced: list[Disclosure] = []
-    for d in sorted(found, key=lambda d: (d.when, d.memory_id)):
+    newest = heapq.nlargest(MAX_CONSIDERED, found, key=lambda d: (d.when, d.memory_id))
+    for d in reversed(newest):
         if d.change:
             for key, old in list(latest.items()):
                 if old.memory_id != d.memory_id and _linked(d, old):
