@@ -69,7 +69,7 @@ NOT_FACT = re.compile(
 # a newer disclosure with one of these words replaces older ones sharing a term with it
 CHANGE = re.compile(
     r"\b(?:switch(?:ed)?|chang(?:ed|e)|moved|sold|gave up|given up|quit|stopped|cancell?ed|no longer|anymore|"
-    r"instead|left|replaced|went to live|rehomed|got married|broke up|divorced|now)\b",
+    r"instead|left (?:my|the|our|\w+ing\b)|replaced|went to live|rehomed|got married|broke up|divorced|now)\b",
     re.IGNORECASE,
 )
 # a sentence ends at . ! ? ; (not after a title such as "Mr.") or at a line break
@@ -78,6 +78,12 @@ MAX_CHARS = 300  # a longer sentence is not a compact fact
 # the newest disclosures looked at (a profile holds a few dozen; bounds the rebuild on large owners)
 MAX_CONSIDERED = 2_000
 MIN_SHARED = 4  # a shared term this long (or a shared stem of it) links a change to an older statement
+# everyday words a change statement shares with unrelated older ones (stemmed as memory.lexical does)
+GENERIC = frozenset(
+    """home week year month day time last next still alway final start need want like love good great work
+    make take going thing lot much every morning night today tomorrow people little first new old way back
+    keep feel think know left right well long around actually usually sometime friend family kid""".split()
+)
 # topics that hold one value at a time (newest wins)
 TOPICS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("home", re.compile(r"\b(?:i|we) (?:live|moved|relocated)\b|\b(?:i'?m|i am) (?:based in|from)\b", re.I)),
@@ -180,7 +186,7 @@ def disclosures(cube: MemCube) -> tuple[Disclosure, ...]:
         if not explicit and (NOT_FACT.search(text) or not FIRST_PERSON.search(text)):
             continue
         text = text.rstrip(";,").strip()
-        terms = frozenset(t for t in tokenize(text) if len(t) >= MIN_SHARED)
+        terms = frozenset(t for t in tokenize(text) if len(t) >= MIN_SHARED and t not in GENERIC)
         out.append(Disclosure(text, topic(text), when, cube.id, raw, terms, bool(CHANGE.search(text))))
     return tuple(out)
 

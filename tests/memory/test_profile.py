@@ -46,13 +46,17 @@ def test_a_change_supersedes_the_older_statement_it_speaks_of() -> None:
     found = [
         *disclosures(turn("I drive a teal 1987 Volvo 240 estate.", "m1", 1)),
         *disclosures(turn("My sister lives in Oslo.", "m2", 2)),
+        *disclosures(turn("I tore my left ACL skiing two years ago.", "m4", 2)),
         *disclosures(turn("I finally sold the Volvo and bought a white Nissan Leaf.", "m3", 3)),
+        *disclosures(turn("I finally left teaching last week.", "m5", 4)),
     ]
     profile = build_profile(found, 256, COUNT)
     assert profile.lines == (
         "[2024-03-02] My sister lives in Oslo.",
+        "[2024-03-02] I tore my left ACL skiing two years ago.",
         "[2024-03-03] I finally sold the Volvo and bought a white Nissan Leaf.",
-    )
+        "[2024-03-04] I finally left teaching last week.",
+    ), "a change replaces only what it speaks of (not what merely shares an everyday word)"
     assert profile.superseded == {"m1": ("I drive a teal 1987 Volvo 240 estate.",)}
 
 
