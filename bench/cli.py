@@ -16,6 +16,7 @@ BENCHMARKS = {
     "locomo": ("bench.locomo", "evidence recall of memory search on LoCoMo, with BM25 and dense baselines"),
     "portable": ("bench.portable", "export/import throughput and peak RSS of a large owner (.memcube archives)"),
     "load": ("bench.load", "concurrent chat load, journal depth and RSS, then kill -9: acknowledged turns lost (must be 0)"),
+    "coherence": ("bench.coherence", "two engines over one Chroma server: per-request coherence check, staleness, poll cost"),
     "scale": ("bench.scale", "cold and warm search, RSS and ingest rate against owner size (one owner, a restart per size)"),
     "longmemeval": ("bench.longmemeval", "evidence-turn recall of memory search on LongMemEval-S (assistant chats), with baselines"),
     "facts": ("bench.facts", "everyday facts told in passing, recalled through the chat path (fake upstream, real proxy)"),

@@ -7,8 +7,11 @@ LongMemEval chats (user and assistant) split into sentences, deduplicated,
 in a fixed shuffled order. At each size a *new process* opens a new engine
 over the same data directory (a restart) and measures:
 
-- ``cold``: the first search after the restart (loads the owner from the
-  store, builds its index, ranks);
+- ``cold``: the first search after the restart without an index snapshot
+  (loads the owner from the store, builds its index, ranks);
+- ``restart``: the first search after a second restart, which loads the
+  owner's index snapshot (memory/snapshot.py) written by the first and
+  applies the delta since (no warming at startup, so the search pays it all);
 - ``warm`` p50/p95 over ``--searches`` questions (LoCoMo and LongMemEval);
 - the largest event-loop stall seen while those searches ran (a 5 ms ticker
   on the same loop: recall must not block it);
@@ -28,6 +31,7 @@ import gzip
 import json
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,7 +50,7 @@ _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rows", default="1000,10000,100000", help="owner sizes, comma-separated")
+    parser.add_argument("--rows", "--sizes", default="1000,10000,100000", help="owner sizes, comma-separated")
     parser.add_argument("--searches", type=int, default=40, help="warm searches per size")
     parser.add_argument("--data", default=str(DATA), help="folder with locomo/ and longmemeval/")
     parser.add_argument("--dir", help="keep the store here (default: a temporary folder)")
@@ -70,8 +74,17 @@ def run(args: argparse.Namespace) -> int:
             elif size < done["held"]:
                 print(f"{where} holds {done['held']} memories: {size} is not probed again", flush=True)
                 continue
+            shutil.rmtree(where / "index", ignore_errors=True)  # cold: no snapshot to load
             probe = _step("probe", where, data, args.searches)
-            rows.append({"rows": size, **done["ingests"][str(size)], **probe})
+            again = _step("probe", where, data, args.searches)  # loads the snapshot the first probe saved
+            restart = {
+                "restart_ms": again["cold_ms"],
+                "restart_snapshot": again["snapshot"],
+                "restart_rss_mb": again["rss_mb"],
+                "restart_read_ms": again["snapshot_read_ms"],
+                "restart_delta_ms": again["snapshot_delta_ms"],
+            }
+            rows.append({"rows": size, **done["ingests"][str(size)], **probe, **restart})
             print(render_row(rows[-1]), flush=True)
     print(render(rows))
     if args.json_path:
@@ -131,10 +144,13 @@ def questions(data: Path, count: int) -> list[str]:
 
 async def _open(where: Path) -> Any:
     from memory.engine import MemoryEngine
-    from memory.settings import MemorySettings, SchedulerSettings
+    from memory.settings import MemorySettings, SchedulerSettings, SnapshotSettings
 
-    settings = MemorySettings(scheduler=SchedulerSettings(enabled=False))
-    return await MemoryEngine.open(settings, where)
+    # no warming at startup: the first search pays for loading the owner
+    settings = MemorySettings(scheduler=SchedulerSettings(enabled=False), snapshot=SnapshotSettings(warm_owners=0))
+    engine = await MemoryEngine.open(settings, where)
+    await engine.ping()  # ready (a server's /readyz): the store is connected before any search
+    return engine
 
 
 async def ingest(where: Path, data: Path, start: int, stop: int) -> dict[str, Any]:
@@ -166,8 +182,10 @@ async def probe(where: Path, data: Path, searches: int) -> dict[str, Any]:
     stop = asyncio.Event()
     ticker = asyncio.create_task(_ticker(stalls, stop))
     began = time.perf_counter()
+    restored_before = engine.snapshots.restored if engine.snapshots is not None else 0
     first = await engine.search(USER, asked[0])
     cold_ms = (time.perf_counter() - began) * 1000
+    snapshot = engine.snapshots is not None and engine.snapshots.restored > restored_before
     cold_stall = max(stalls, default=0.0)
     stalls.clear()
     warm: list[float] = []
@@ -183,6 +201,9 @@ async def probe(where: Path, data: Path, searches: int) -> dict[str, Any]:
     status = _status()
     return {
         "cold_ms": round(cold_ms, 1),
+        "snapshot": snapshot,
+        "snapshot_read_ms": round(engine.snapshots.last_restore.get("read_ms", 0.0), 1) if snapshot else None,
+        "snapshot_delta_ms": round(engine.snapshots.last_restore.get("delta_ms", 0.0), 1) if snapshot else None,
         "cold_items": len(first.items),
         "warm_p50_ms": round(median(warm), 1),
         "warm_p95_ms": round(percentile(warm, 95), 1),
@@ -208,7 +229,8 @@ def _status() -> dict[str, int]:
 
 def render_row(row: dict[str, Any]) -> str:
     return (
-        f"| {row['rows']:,} | {row['ingest_per_s']} | {row['cold_ms']:,.0f} | {row['warm_p50_ms']} | "
+        f"| {row['rows']:,} | {row['ingest_per_s']} | {row['cold_ms']:,.0f} | "
+        f"{row['restart_ms']:,.0f}{'' if row['restart_snapshot'] else ' (no snapshot)'} | {row['warm_p50_ms']} | "
         f"{row['warm_p95_ms']} | {row['max_loop_stall_cold_ms']} / {row['max_loop_stall_warm_ms']} | "
         f"{row['rss_mb']:,} ({row['peak_rss_mb']:,}) |"
     )
@@ -216,8 +238,8 @@ def render_row(row: dict[str, Any]) -> str:
 
 def render(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| memories | ingest /s | cold first search ms | warm p50 ms | warm p95 ms "
-        "| max loop stall ms (cold / warm) | RSS MB (peak) |\n|---|---|---|---|---|---|---|"
+        "| memories | ingest /s | cold first search ms (rebuild) | first search after restart ms (snapshot) "
+        "| warm p50 ms | warm p95 ms | max loop stall ms (cold / warm) | RSS MB (peak) |\n|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([head, *(render_row(r) for r in rows)])
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import builtins
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,8 +55,34 @@ PING_TIMEOUT_S = 3.0
 HTTP_CONNECT_TIMEOUT_S = 2.0
 
 
+# Every stored row also carries, besides the memory's own fields (memory/codec.py):
+WRITTEN_KEY = "_w"  # when this row was last written (epoch seconds, the writer's clock): deltas read by it
+ID_MS_KEY = "_id_ms"  # the millisecond part of the id (ids sort by it): listing pages by it
+LISTING_MARK = "mp_listing"  # collection metadata: every row carries ``_id_ms``
+LIST_WINDOW_MS = 3_600_000  # the first id window a listing page reads; widened until the page is full
+
+
 def collection_name(key: str) -> str:
     return f"{COLLECTION_PREFIX}{key}"
+
+
+def id_ms(memory_id: str) -> int | None:
+    """The creation millisecond in a memory id (``mem_<key>_<12 hex ms>...``), or None."""
+    tail = memory_id.rsplit("_", 1)[-1]
+    try:
+        return int(tail[:12], 16) if len(tail) >= 12 else None
+    except ValueError:
+        return None
+
+
+def stored_metadata(cube: MemCube, written: float) -> dict[str, Any]:
+    """A memory's metadata as written: its fields plus the write stamp and id millisecond."""
+    meta: dict[str, Any] = dict(to_metadata(cube))
+    meta[WRITTEN_KEY] = written
+    ms = id_ms(cube.id)
+    if ms is not None:
+        meta[ID_MS_KEY] = ms
+    return meta
 
 
 def _chroma_settings() -> Any:
@@ -105,6 +133,11 @@ def _active_rows_with_vectors(result: dict[str, Any]) -> list[tuple[MemCube, np.
     return [(cube, vector) for cube, vector in zip(_rows(result), vectors, strict=True) if cube.state == State.ACTIVE.value]
 
 
+def _rows_with_vectors(result: dict[str, Any]) -> list[tuple[MemCube, np.ndarray]]:
+    vectors = np.asarray(result["embeddings"], dtype=np.float32)
+    return list(zip(_rows(result), vectors, strict=True))
+
+
 def _row_id(row: object) -> str:
     """The memory id of a converted row: an id, a MemCube, or a ``(MemCube, vector)`` pair."""
     if isinstance(row, str):
@@ -122,6 +155,7 @@ class ChromaStore:
         self._lock = threading.Lock()
         self._client: Any = None
         self._collections: dict[str, Any] = {}
+        self._listable: set[str] = set()  # owner keys whose rows all carry ``_id_ms``
         # in-process store: nobody else writes it, so callers may cache its vectors
         self.local = False
 
@@ -173,6 +207,8 @@ class ChromaStore:
             collection = client.get_or_create_collection(
                 name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
             )
+            if not (collection.metadata or {}).get(LISTING_MARK) and collection.count() == 0:
+                collection.modify(metadata={**(collection.metadata or {}), LISTING_MARK: 1})  # new: rows get _id_ms
         else:
             collection = self._existing(client, name)
             if collection is None:
@@ -190,9 +226,14 @@ class ChromaStore:
         except NotFoundError:
             return None
 
+    def forget_collection(self, key: str) -> None:
+        """Drop the cached handle of an owner's collection (another process deleted it)."""
+        self._forget_collection(key)
+
     def _forget_collection(self, key: str) -> None:
         with self._lock:
             self._collections.pop(key, None)
+            self._listable.discard(key)
 
     # -- sync operations (run on the executor) ------------------------------
 
@@ -205,6 +246,7 @@ class ChromaStore:
         by_key: dict[str, list[int]] = {}
         for index, cube in enumerate(cubes):
             by_key.setdefault(cube.owner.key, []).append(index)
+        written = time.time()
         for key, indexes in by_key.items():
             collection = self._writable(key)
             write = collection.upsert if replace else collection.add
@@ -214,7 +256,7 @@ class ChromaStore:
                     ids=[cubes[i].id for i in chunk],
                     embeddings=embeddings[chunk],
                     documents=[cubes[i].content for i in chunk],
-                    metadatas=[to_metadata(cubes[i]) for i in chunk],
+                    metadatas=[stored_metadata(cubes[i], written) for i in chunk],
                 )
 
     def _page_sync(
@@ -265,14 +307,15 @@ class ChromaStore:
 
     def _update_sync(self, cube: MemCube, embedding: np.ndarray | None) -> None:
         collection = self._writable(cube.owner.key)
+        meta = stored_metadata(cube, time.time())
         if embedding is None:  # content unchanged: metadata only
-            collection.update(ids=[cube.id], metadatas=[to_metadata(cube)])
+            collection.update(ids=[cube.id], metadatas=[meta])
             return
         collection.update(
             ids=[cube.id],
             embeddings=embedding.reshape(1, -1),
             documents=[cube.content],
-            metadatas=[to_metadata(cube)],
+            metadatas=[meta],
         )
 
     def _delete_sync(self, memory_id: str) -> bool:
@@ -346,7 +389,7 @@ class ChromaStore:
 
     def _size_sync(self) -> tuple[int, int]:
         client = self._client_sync()
-        collections = client.list_collections()
+        collections = [c for c in client.list_collections() if c.name.startswith(COLLECTION_PREFIX)]
         return len(collections), sum(int(c.count()) for c in collections)
 
     # -- async API ------------------------------------------------------------
@@ -392,14 +435,106 @@ class ChromaStore:
     async def list(
         self, user: str, limit: int, after: str | None = None, tier: str | None = None
     ) -> tuple[list[MemCube], bool]:
-        ids = sorted(await self._paged(user, {"tier": tier} if tier else None, [], _ids))
-        start = bisect.bisect_right(ids, after) if after else 0
-        page = ids[start : start + limit]
+        """One page in id order, read from the store a window of ids at a time
+        (``_id_ms`` ranges, widened until the page is full), never every id of
+        the owner. Collections written before rows carried ``_id_ms`` are
+        stamped once, on their first listing."""
+        if not await self._call(self._listable_sync, user):
+            return [], False
+        lo = (id_ms(after) or 0) if after else 0
+        width = LIST_WINDOW_MS
+        if after is None:
+            first = await self._call(self._first_ms_sync, user)
+            if first is None:
+                return [], False
+            width = max(width, first + LIST_WINDOW_MS)
+        page: list[str] = []
+        horizon = int(time.time() * 1000) + 86_400_000  # past any id written yet: the window is open-ended
+        while True:
+            hi: int | None = lo + width
+            if hi is not None and hi > horizon:
+                hi = None
+            ids: builtins.list[str] = sorted(await self._call(self._window_sync, user, lo, hi, tier))
+            start = bisect.bisect_right(ids, after) if after else 0
+            found = ids[start:]
+            if len(found) > limit or hi is None:
+                page = found[:limit]
+                more = len(found) > limit
+                break
+            width *= 8
         rows: dict[str, MemCube] = {}
         for at in range(0, len(page), READ_PAGE):
             chunk = await self._call(self._rows_by_id_sync, user, page[at : at + READ_PAGE])
             rows.update({c.id: c for c in chunk})
-        return [rows[i] for i in page if i in rows], start + limit < len(ids)
+        return [rows[i] for i in page if i in rows], more
+
+    def _listable_sync(self, user: str) -> bool:
+        """The owner has a collection whose every row carries ``_id_ms`` (stamped now if needed)."""
+        key = owner_key(user)
+        collection = self._collection(key, create=False)
+        if collection is None:
+            return False
+        if key in self._listable or (collection.metadata or {}).get(LISTING_MARK):
+            self._listable.add(key)
+            return True
+        offset = 0
+        while True:  # stamp every row (metadata updates merge): rows of any version list alike
+            ids = list(collection.get(include=[], offset=offset, limit=READ_PAGE)["ids"])
+            stamped = [(i, id_ms(i)) for i in ids]
+            pairs = [(i, ms) for i, ms in stamped if ms is not None]
+            if pairs:
+                collection.update(ids=[i for i, _ in pairs], metadatas=[{ID_MS_KEY: ms} for _, ms in pairs])
+            if len(ids) < READ_PAGE:
+                break
+            offset += READ_PAGE
+        collection.modify(metadata={**(collection.metadata or {}), LISTING_MARK: 1})
+        self._listable.add(key)
+        return True
+
+    def _first_ms_sync(self, user: str) -> int | None:
+        """A lower bound guess for the first id window: the owner's first stored row."""
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None:
+            return None
+        ids = collection.get(include=[], limit=1)["ids"]
+        return id_ms(ids[0]) if ids else None
+
+    def _window_sync(self, user: str, lo: int, hi: int | None, tier: str | None) -> builtins.list[str]:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None:
+            return []
+        clauses: list[dict[str, Any]] = [{ID_MS_KEY: {"$gte": lo}}]
+        if hi is not None:
+            clauses.append({ID_MS_KEY: {"$lt": hi}})
+        if tier:
+            clauses.append({"tier": tier})
+        where = {"$and": clauses} if len(clauses) > 1 else clauses[0]
+        out: list[str] = []
+        offset = 0
+        while True:
+            ids = list(collection.get(where=where, include=[], offset=offset, limit=READ_PAGE)["ids"])
+            out.extend(ids)
+            if len(ids) < READ_PAGE:
+                return list(dict.fromkeys(out))
+            offset += READ_PAGE
+
+    # -- deltas (memory/coherence.py, memory/snapshot.py) ------------------------
+
+    async def changed_since(
+        self, user: str, since: float
+    ) -> tuple[builtins.list[MemCube], builtins.list[np.ndarray]]:
+        """Every row of ``user`` (any state) written at or after ``since``, with its vector."""
+        include = ["documents", "metadatas", "embeddings"]
+        rows = await self._paged(user, {WRITTEN_KEY: {"$gte": since}}, include, _rows_with_vectors)
+        return [cube for cube, _ in rows], [vector for _, vector in rows]
+
+    async def ids(self, user: str) -> set[str]:
+        """Every stored id of ``user`` (any state)."""
+        return set(await self._paged(user, None, [], _ids))
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(client, *args)`` on the store's threads, under its deadline (the change log's calls)."""
+        return await self._call(lambda: fn(self._client_sync(), *args))
 
     async def size(self) -> tuple[int, int]:
         """(owners, memories of any state) held by the store: one count per owner collection."""

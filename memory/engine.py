@@ -11,6 +11,7 @@ import asyncio
 import builtins
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,12 +21,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from memory.changelog import ChangeLog
 from memory.chroma_store import ChromaStore
 from memory.codec import from_record, to_metadata
-from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, utcnow
+from memory.coherence import Coherence, SharedStore
+from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, owner_key, utcnow
 from memory.embedder import Embedder
 from memory.encoding import encode
-from memory.errors import InvalidMemory, MemoryNotFound
+from memory.errors import InvalidMemory, MemoryEngineError, MemoryNotFound
 from memory.explain import RecallTrace
 from memory.extractor import FactExtractor
 from memory.forgetting import ForgetReceipt, drop_owner_caches
@@ -50,6 +53,7 @@ from memory.recall import (
 from memory.redact import Redactor
 from memory.render import render_item
 from memory.scheduler import MemScheduler, RecallLog
+from memory.snapshot import Restore, Snapshots
 from memory.snippets import excerpted
 from memory.standing import DOMAIN_FLOOR, DomainBridge, bridge_scores
 from memory.store import MemoryStore
@@ -226,6 +230,10 @@ class MemoryEngine:
         self._remembering: set[asyncio.Task[str]] = set()  # remember_turn() calls still journaling
         self._core: dict[str, CoreSet] = {}  # user -> cached core set (dropped on any change)
         self.packs: PackSource | None = None  # installed memory packs (memory/packs.py), searched with the user's
+        self.coherence: Coherence | None = None  # other processes' changes (a shared store; memory/coherence.py)
+        self.snapshots: Snapshots | None = None  # per-owner index snapshots (memory/snapshot.py)
+        self._synced: dict[str, float] = {}  # user -> wall time its index last read the store
+        self._background: set[asyncio.Task[Any]] = set()
         self.recalls = RecallLog(settings.scheduler.window_requests)
         self.scheduler = MemScheduler(self, settings.scheduler)
         # optional LLM fact extraction after each stored turn; None (no LLM call ever) by default
@@ -243,13 +251,34 @@ class MemoryEngine:
         owns = embedder is None
         embedder = embedder or Embedder(settings.embedding_model)
         if settings.chroma_url:
-            store: MemoryStore = ChromaStore.remote(settings.chroma_url)
+            inner = ChromaStore.remote(settings.chroma_url)
         else:
             path = Path(settings.chroma_path) if settings.chroma_path else Path(data_dir) / "chroma"
-            store = ChromaStore.embedded(path)
+            inner = ChromaStore.embedded(path)
+        # every change is logged: for other processes sharing a server, and for snapshot restores
+        changes = ChangeLog(inner)
+        coherent = not inner.local and settings.coherence.enabled
+        store = SharedStore(inner, changes, local=inner.local or coherent)
         journal = await Journal(journal_path(data_dir)).open()
         engine = cls(settings, store, embedder, owns_embedder=owns, journal=journal)
+        if coherent:
+            engine.coherence = Coherence(engine, store, settings.coherence)
+            engine.coherence.start()
+        if settings.snapshot.enabled and store.local:
+            engine.snapshots = Snapshots(
+                Path(data_dir) / "index",
+                store,
+                changes,
+                engine._pool,
+                skew_s=settings.coherence.clock_skew_ms / 1000,
+                interval_s=settings.snapshot.interval_s,
+            )
+            store.listeners.append(engine.snapshots.mark)
+            engine.snapshots.start(engine.save_snapshots)
+        engine._spawn(engine._connect(), "memproxy-store-connect")  # not on the first request's time
         await embedder.warmup()
+        if engine.snapshots is not None:
+            engine._spawn(engine._warm(engine.snapshots.recent(settings.snapshot.warm_owners)), "memproxy-warm")
         engine.writer.start()  # replays, in the background, whatever a previous process left journaled
         settle()  # the models live as long as the process (memory/longlived.py)
         return engine
@@ -291,13 +320,80 @@ class MemoryEngine:
         limits = self.settings.limits
         return check_metadata(_metadata(value), limits.max_metadata_bytes, limits.max_metadata_depth)
 
-    async def _load_owner(self, user: str) -> tuple[list[MemCube], list[np.ndarray] | None]:
-        """An owner's active memories for its index (with vectors from a local store)."""
+    async def _load_owner(self, user: str) -> tuple[list[MemCube], list[np.ndarray] | None] | Restore:
+        """An owner's active memories for its index (with vectors from a local store),
+        or its snapshot and the delta since (memory/snapshot.py)."""
+        if self.snapshots is not None:
+            restored = await self.snapshots.restore(user)
+            if restored is not None:
+                self._note_synced(user, restored.began)
+                return restored
+        began = time.time()
         active_with_vectors = getattr(self.store, "active_with_vectors", None)
         if self._local and active_with_vectors is not None:
             cubes, vectors = await active_with_vectors(user)
+            self._note_synced(user, began)
+            if self.snapshots is not None:  # the next restart loads this instead (saved now, else at close)
+                self.snapshots.mark(owner_key(user))
+                self._spawn(self._save_snapshot(user), "memproxy-snapshot")
             return cubes, vectors
         return await self.store.all_active(user), None
+
+    async def _connect(self) -> None:
+        try:
+            await self.store.ping()
+        except MemoryEngineError as exc:  # connected again on the next call
+            log.warning("the memory store is not reachable yet: %s", exc)
+
+    def _note_synced(self, user: str, at: float) -> None:
+        self._synced[user] = at
+        if self.coherence is not None:
+            self.coherence.synced(user, at)
+
+    def _spawn(self, work: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _fresh(self) -> None:
+        """Other processes' changes are in (memory/coherence.py); a clock check while polls keep up."""
+        if self.coherence is not None:
+            await self.coherence.fresh()
+
+    # -- index snapshots (memory/snapshot.py) ---------------------------------------
+
+    def _watermark(self, user: str) -> float:
+        """Wall time up to which the owner's index holds every stored change (under its lock)."""
+        if self.coherence is not None:
+            return self._synced.get(user, 0.0)
+        return time.time()  # the only writer: every change it made is in the index
+
+    async def _save_snapshot(self, user: str) -> bool:
+        assert self.snapshots is not None
+        try:
+            index = await self._lexical.index(user)
+            return await self.snapshots.save(user, index, lambda: self._watermark(user))
+        except (OSError, MemoryEngineError) as exc:
+            log.warning("saving the index snapshot of an owner failed: %s", exc)
+            return False
+
+    async def save_snapshots(self, *, everyone: bool = False) -> int:
+        """Save the held owners changed since their snapshot (all held owners with ``everyone``)."""
+        if self.snapshots is None:
+            return 0
+        saved = 0
+        for user in self._lexical.users():
+            if everyone or self.snapshots.dirty(user):
+                saved += await self._save_snapshot(user)
+        return saved
+
+    async def _warm(self, users: builtins.list[str]) -> None:
+        """Load recently active owners in the background after a start."""
+        for user in users:
+            try:
+                await self._lexical.index(user)
+            except MemoryEngineError as exc:
+                log.warning("warming an owner's index failed: %s", exc)
 
     async def _store_new(self, cubes: list[MemCube], embeddings: Any = None) -> list[MemCube]:
         if not cubes:
@@ -426,6 +522,7 @@ class MemoryEngine:
         """Hybrid recall of ``query`` over ``user``'s memories, ranked; the CPU
         work runs on the recall pool, so the event loop keeps serving and a
         caller's deadline bounds the wait."""
+        await self._fresh()
         index = await self._lexical.index(user)
         domains = await self._bridge.query_domains(embedding)
         if float(domains.max()) >= DOMAIN_FLOOR:
@@ -492,6 +589,7 @@ class MemoryEngine:
         the embedded store (loading it if needed), else read from the store."""
         if not self._local:
             return await self.store.all_active(user)
+        await self._fresh()
         index = await self._lexical.index(user)
         return await self._lexical.read(index, lambda ix: list(ix.cubes.values()))
 
@@ -531,9 +629,13 @@ class MemoryEngine:
         return profile
 
     async def _core_set(self, user: str) -> CoreSet:
+        """``user``'s core set without the profile."""
+        await self._fresh()
         cached = self._core.get(user)
         if cached is not None:
             return cached
+        if self.coherence is not None:
+            self.coherence.track(user)
         cubes: list[MemCube] = []
         after: str | None = None
         while True:
@@ -795,6 +897,12 @@ class MemoryEngine:
     async def aclose(self) -> None:
         """Stop; journaled writes not yet stored stay journaled and are replayed at the next start."""
         await self.scheduler.aclose()
+        if self.coherence is not None:
+            await self.coherence.aclose()
+        for task in list(self._background):
+            task.cancel()
+        if self.snapshots is not None:
+            await self.snapshots.aclose()
         if self._remembering:
             await asyncio.gather(*list(self._remembering), return_exceptions=True)
         await self.writer.aclose()
@@ -803,6 +911,7 @@ class MemoryEngine:
         await self.journal.aclose()
         for task in list(self._backfills.values()):
             task.cancel()
+        await self.save_snapshots()  # owners changed since their snapshot: the next start loads them
         await self.store.aclose()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._owns_embedder:

@@ -4,7 +4,7 @@
 store and the journal, their share of the writer's batch in flight and of the
 extractor's queue, and the scheduler's evidence; this module clears what the
 engine caches per owner (the lexical index, the core set, the domain bridge's
-profiles) and says what was removed where.
+profiles, the index snapshot on disk) and says what was removed where.
 """
 
 from __future__ import annotations
@@ -53,4 +53,6 @@ def drop_owner_caches(engine: MemoryEngine, user: str) -> list[str]:
     if user in engine._core:
         cleared.append("core")
     engine.invalidate_core(user)
+    if engine.snapshots is not None and engine.snapshots.discard(user):
+        cleared.append("snapshot")  # the owner's index snapshot on disk (memory/snapshot.py)
     return cleared

@@ -33,7 +33,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -51,6 +51,10 @@ DEFAULT_CAPACITY = 500_000  # memories over all cached owners
 FREEZE_EVERY = 10_000
 T = TypeVar("T")
 Rows = tuple[list[MemCube], Sequence[np.ndarray] | None]
+
+
+class Restored(Protocol):
+    def apply(self, index: OwnerIndex) -> None: ...
 
 
 class OwnerIndex:
@@ -109,11 +113,12 @@ class OwnerIndex:
 
     def remove(self, memory_id: str) -> None:
         self._disclose(memory_id, ())
-        self.cubes.pop(memory_id, None)
+        known = self.cubes.pop(memory_id, None) is not None
         self.vectors.pop(memory_id, None)
         self.profiles.pop(memory_id, None)
         self.bm25.remove(memory_id)
-        self._view = None
+        if known and self._view is not None and not self._view.discard(memory_id):
+            self._view = None
 
     def clear(self) -> None:
         self.disclosed.clear()
@@ -123,6 +128,39 @@ class OwnerIndex:
         self.vectors.clear()
         self.profiles.clear()
         self._view = None
+
+    def state(self) -> dict[str, object] | None:
+        """What a snapshot keeps (memory/snapshot.py), or None without a full view; under ``lock``."""
+        from memory.snapshot import saved_view
+
+        view = self.view()
+        if view is None:
+            return None
+        return {
+            "bm25": self.bm25, "view": saved_view(view), "profiles": dict(self.profiles),
+            "disclosed": dict(self.disclosed),
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Take a snapshot's state (from :meth:`state`); under ``lock``."""
+        view = state["view"]
+        assert isinstance(view, OwnerView)
+        bm25 = state["bm25"]
+        assert isinstance(bm25, BM25Index)
+        from memory.snapshot import restored_cubes
+
+        self.bm25 = bm25
+        self.cubes = restored_cubes(view)  # memories decoded when first read
+        rows = view.matrix.copy()  # the view's rows move (appends, discards); these stay put
+        self.vectors = {memory_id: rows[pos] for pos, memory_id in enumerate(view.ids)}
+        self.profiles = dict(state["profiles"])  # type: ignore[call-overload]
+        disclosed = state.get("disclosed")
+        if isinstance(disclosed, dict):
+            self.disclosed = dict(disclosed)
+        else:  # a snapshot written before disclosures were kept
+            self.disclosed = {i: found for i, cube in self.cubes.items() if (found := disclosures(cube))}
+        self.disclosed_version += 1
+        self._view = view
 
     def set_profile(self, cube: MemCube, profile: np.ndarray) -> None:
         """A computed profile, kept only if the memory is still that version."""
@@ -196,12 +234,13 @@ Op = Callable[[OwnerIndex], None]
 class LexicalCache:
     def __init__(
         self,
-        load: Callable[[str], Awaitable[Rows]],
+        load: Callable[[str], Awaitable[Rows | Restored]],
         pool: Executor,
         capacity: int = DEFAULT_CAPACITY,
         keep_vectors: bool = False,
     ) -> None:
-        """``load(user)`` -> ``(active cubes, their vectors or None)``.
+        """``load(user)`` -> ``(active cubes, their vectors or None)``, or a
+        restored snapshot that fills the index itself (memory/snapshot.py).
         ``keep_vectors``: embeddings handed over by writers are cached too
         (only for a store no one else writes, i.e. the embedded one)."""
         self._load = load
@@ -242,11 +281,22 @@ class LexicalCache:
         job.add_done_callback(lambda _: _release_on(loop, index.turn))
         return await asyncio.wrap_future(job)
 
+    def users(self) -> list[str]:
+        """The owners whose index is cached, least recently used first."""
+        return list(self._cache)
+
+    def holds(self, user: str) -> bool:
+        """The owner's index is cached or being built (changes reach it)."""
+        return user in self._cache or user in self._loading
+
     async def _build(self, user: str, index: OwnerIndex) -> OwnerIndex:
         try:
-            cubes, vectors = await self._load(user)
+            loaded = await self._load(user)
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._pool, index.fill, cubes, vectors)
+            if isinstance(loaded, tuple):
+                await loop.run_in_executor(self._pool, index.fill, *loaded)
+            else:  # a snapshot and its delta (memory/snapshot.py)
+                await loop.run_in_executor(self._pool, loaded.apply, index)
             self._store(user, index)
         finally:
             self._loading.pop(user, None)

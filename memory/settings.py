@@ -59,6 +59,27 @@ class MemoryLimits(BaseModel):
     max_batch: int = Field(default=1_000, ge=1)  # memories in one POST /v1/memories
 
 
+class CoherenceSettings(BaseModel):
+    """Following other processes' changes over a shared Chroma server (see memory/coherence.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True  # with memory.chroma_url; off: no vectors kept in process, recall queries the store
+    interval_ms: int = Field(default=250, ge=10)  # the change log is polled this often
+    max_staleness_ms: int = Field(default=1_000, ge=10)  # a request waits for a poll when the last is older
+    clock_skew_ms: int = Field(default=2_000, ge=0)  # how far processes' clocks (and a write's commit) may lag
+
+
+class SnapshotSettings(BaseModel):
+    """Per-owner recall index snapshots under <data_dir>/index (see memory/snapshot.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    interval_s: float = Field(default=300.0, ge=0)  # owners changed since their last save are saved this often
+    warm_owners: int = Field(default=8, ge=0)  # most recently saved owners loaded at startup, in the background
+
+
 class MemorySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -83,3 +104,5 @@ class MemorySettings(BaseModel):
     extractor: ExtractorSettings = Field(default_factory=ExtractorSettings)
     redact: RedactSettings = Field(default_factory=RedactSettings)
     limits: MemoryLimits = Field(default_factory=MemoryLimits)
+    coherence: CoherenceSettings = Field(default_factory=CoherenceSettings)
+    snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)

@@ -5,8 +5,9 @@ id (= write) order: the embedding matrix and, per memory, what ranking reads
 besides its scores (session, recency, event day, speaker). Everything here is
 derived when a memory enters the view, never per query. New memories (ids
 are time-ordered, so they come last) are appended into spare capacity and
-changed ones are patched in place; a removal, or an id out of order, makes
-the owner build a fresh view on its next read.
+changed ones are patched in place, a removed one is dropped from the arrays
+(later rows move up); an id out of order makes the owner build a fresh view
+on its next read.
 """
 
 from __future__ import annotations
@@ -139,6 +140,22 @@ class OwnerView:
         if vector is not None:
             self._matrix[pos] = vector
         self._set_row(pos, cube)
+        return True
+
+    def discard(self, memory_id: str) -> bool:
+        """Drop one memory, keeping id order (later rows move up); False if absent."""
+        pos = self.position.get(memory_id)
+        if pos is None:
+            return False
+        n = self.n
+        for array in (self._matrix, self._sessions, self._recency, self._days, self._months, self._speakers):
+            array[pos : n - 1] = array[pos + 1 : n]
+        del self.ids[pos]
+        del self.cubes[pos]
+        del self.position[memory_id]
+        for later in range(pos, n - 1):
+            self.position[self.ids[later]] = later
+        self._mentioned = None  # positions moved: recomputed on the next query that names a time
         return True
 
     def _note_mentioned(self, pos: int, cube: MemCube) -> None:

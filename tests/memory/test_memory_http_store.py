@@ -15,7 +15,9 @@ ALICE = Owner(user="alice")
 
 def test_http_mode_round_trip_then_store_unavailable(open_engine: EngineFactory, chroma_server: ChromaServer) -> None:
     async def scenario() -> None:
-        engine = await open_engine(chroma_url=chroma_server.url)
+        # coherence off: recall queries the store (with it, recall is served from the
+        # process for up to memory.coherence.max_staleness_ms: tests/memory/test_coherence.py)
+        engine = await open_engine(chroma_url=chroma_server.url, coherence={"enabled": False})
         await engine.ping()
         [cube] = await engine.add(ALICE, [NewMemory("User: my dog is called Biscuit", metadata={"a": [1, "é"]})])
         assert await engine.get(cube.id) == cube

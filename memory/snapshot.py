@@ -1,0 +1,335 @@
+"""Per-owner index snapshots: the first search after a restart without a rebuild.
+
+An owner's recall index (memory/lexcache.py: the cubes, BM25, standing
+profiles and the arrays of memory/view.py with every vector) is saved to
+``<data_dir>/index/<owner key>.snap``: a one-line JSON header (format,
+user, watermark) and a pickle of the index's state. Loading one is a file
+read and an unpickle (memories stay plain tuples until a search reads them),
+then the same delta as memory/coherence.py: the rows written since
+``watermark - clock skew`` (their write stamp, with vectors) are patched in,
+and the ids deleted since are dropped, from the change log's tombstones (or,
+for a snapshot older than the tombstones' retention, by comparing the
+owner's ids with the store's). An erase since the snapshot discards it.
+When the change log (which keeps write records for ``WRITE_RETENTION_S``)
+holds no write of the owner since, the owner's collection is not read at
+all.
+
+Saved: soon after an owner is built from the store, every ``interval_s``
+for owners changed since their last save, and at shutdown. Forgetting a
+user deletes their snapshot. The files are trusted like the rest of the
+data directory (the journal): they are pickles, never read from elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from memory.changelog import TOMBSTONE_RETENTION_S, WRITE_RETENTION_S, ChangeLog
+from memory.cube import MemCube, Owner, Provenance, owner_key
+from memory.longlived import settle
+
+if TYPE_CHECKING:
+    from memory.coherence import SharedStore
+    from memory.lexcache import OwnerIndex
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+SUFFIX = ".snap"
+
+
+@dataclass(slots=True)
+class Restore:
+    """A snapshot's state plus the delta since it, applied to an index on the recall pool."""
+
+    user: str
+    state: dict[str, Any]
+    changed: list[MemCube]
+    vectors: list[np.ndarray]
+    deleted: set[str]
+    began: float  # wall time the delta was read from: the index is synced to here
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def apply(self, index: OwnerIndex) -> None:
+        with index.lock:
+            index.restore(self.state)
+            for cube, vector in zip(self.changed, self.vectors, strict=True):
+                index.upsert(cube, vector)
+            for memory_id in self.deleted:
+                index.remove(memory_id)
+            index.sync()
+        settle()
+
+
+def _read(path: Path, user: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    with path.open("rb") as handle:
+        header = json.loads(handle.readline())
+        if header.get("format") != FORMAT or header.get("user") != user:
+            return None
+        return header, pickle.loads(handle.read())
+
+
+def _header(path: Path) -> dict[str, Any] | None:
+    try:
+        with path.open("rb") as handle:
+            header = json.loads(handle.readline())
+    except (OSError, ValueError):
+        return None
+    return header if isinstance(header, dict) and header.get("format") == FORMAT else None
+
+
+class Snapshots:
+    def __init__(
+        self,
+        folder: Path,
+        store: SharedStore,
+        changes: ChangeLog,
+        pool: Executor,
+        *,
+        skew_s: float,
+        interval_s: float,
+    ) -> None:
+        self.folder = Path(folder)
+        self._store = store
+        self._changes = changes
+        self._pool = pool
+        self.skew_s = skew_s
+        self.interval_s = interval_s
+        self._dirty: dict[str, int] = {}  # owner key -> changes since its last save
+        self._loop: asyncio.Task[None] | None = None
+        self.restored = 0
+        self.saved = 0
+        self.last_restore: dict[str, float] = {}  # read_ms, delta_ms, changed: the latest restore
+
+    def path(self, user: str) -> Path:
+        return self.folder / f"{owner_key(user)}{SUFFIX}"
+
+    def mark(self, key: str) -> None:
+        self._dirty[key] = self._dirty.get(key, 0) + 1
+
+    def dirty(self, user: str) -> bool:
+        return self._dirty.get(owner_key(user), 0) > 0
+
+    # -- restore -------------------------------------------------------------------
+
+    async def restore(self, user: str) -> Restore | None:
+        """The owner's snapshot and the delta since it, or None (no snapshot, or unusable)."""
+        path = self.path(user)
+        if not path.exists():
+            return None
+        began = time.time()
+        t0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            read = await loop.run_in_executor(self._pool, _read, path, user)
+        except (OSError, ValueError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            log.warning("index snapshot %s unreadable (%s): rebuilding from the store", path.name, exc)
+            read = None
+        if read is None:
+            return None
+        header, state = read
+        t1 = time.perf_counter()
+        since = float(header["watermark"]) - self.skew_s
+        deleted: set[str]
+        now = time.time()
+        writes_logged = False  # the log holds every write since: none logged, none to read
+        if since >= now - TOMBSTONE_RETENTION_S + 3600:
+            records = await self._changes.since(since, owner_key(user))
+            if any(r.op == "erase" for r in records):
+                self.discard(user)
+                return None
+            deleted = {i for r in records if r.op == "delete" for i in r.ids}
+            writes_logged = since >= now - WRITE_RETENTION_S + 60 and not any(r.op == "write" for r in records)
+        else:  # older than the tombstones kept: compare ids with the store's
+            stored = await self._store.inner.ids(user)
+            deleted = {i for i in state["view"].ids if i not in stored}
+        changed: list[MemCube] = []
+        vectors: list[np.ndarray] = []
+        if not writes_logged:
+            changed, vectors = await self._store.inner.changed_since(user, since)
+        self.restored += 1
+        stats = self.last_restore = {"read_ms": (t1 - t0) * 1000, "delta_ms": (time.perf_counter() - t1) * 1000, "changed": len(changed)}
+        return Restore(user, state, changed, vectors, deleted, began, stats)
+
+    # -- save ------------------------------------------------------------------------
+
+    async def save(self, user: str, index: OwnerIndex, watermark: Callable[[], float]) -> bool:
+        """Write ``index`` (read under its lock on the recall pool); False when it has no full view."""
+        key = owner_key(user)
+        generation = self._dirty.get(key, 0)
+        loop = asyncio.get_running_loop()
+        saved = await loop.run_in_executor(self._pool, self._write, user, index, watermark)
+        if saved and self._dirty.get(key, 0) == generation:
+            self._dirty.pop(key, None)
+        if saved:
+            self.saved += 1
+        return saved
+
+    def _write(self, user: str, index: OwnerIndex, watermark: Callable[[], float]) -> bool:
+        with index.lock:
+            index.sync()
+            mark = watermark()
+            state = index.state()
+            if state is None:
+                return False
+            blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(user)
+        header = json.dumps({"format": FORMAT, "user": user, "watermark": mark, "memories": len(index)})
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with tmp.open("wb") as handle:
+            handle.write(header.encode() + b"\n")
+            handle.write(blob)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        return True
+
+    def discard(self, user: str) -> bool:
+        """Delete the owner's snapshot (forgetting them); True when there was one."""
+        self._dirty.pop(owner_key(user), None)
+        try:
+            self.path(user).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    # -- which owners ----------------------------------------------------------------
+
+    def recent(self, count: int) -> list[str]:
+        """Users of the ``count`` most recently saved snapshots, newest first."""
+        if count <= 0 or not self.folder.is_dir():
+            return []
+        files = sorted(self.folder.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
+        users: list[str] = []
+        for path in files[:count]:
+            header = _header(path)
+            if header is not None and isinstance(header.get("user"), str):
+                users.append(header["user"])
+        return users
+
+    def dirty_keys(self) -> set[str]:
+        return {k for k, n in self._dirty.items() if n > 0}
+
+    # -- the background loop ----------------------------------------------------------
+
+    def start(self, save_dirty: Callable[[], Any]) -> None:
+        if self._loop is None and self.interval_s > 0:
+            self._loop = asyncio.create_task(self._run(save_dirty), name="memproxy-snapshots")
+
+    async def _run(self, save_dirty: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await save_dirty()
+
+    async def aclose(self) -> None:
+        if self._loop is not None and not self._loop.done():
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+
+
+# -- the saved form: memories as plain tuples, made MemCubes when first read ---------------
+
+Row = tuple[Any, ...]
+
+
+def encode(cube: MemCube) -> Row:
+    """A memory as a tuple of plain values (unpickled without a Python call per field)."""
+    owner, prov = cube.owner, cube.provenance
+    return (
+        cube.id, (owner.user, owner.session, owner.agent), cube.content, cube.kind, cube.tier, cube.state,
+        cube.version, cube.event_time, cube.created_at, cube.updated_at,
+        (prov.request_id, prov.model, prov.roles, prov.source_ids), cube.metadata, cube.tokens,
+        cube.standing, cube.domains,
+    )
+
+
+def decode(row: Row) -> MemCube:
+    (memory_id, owner, content, kind, tier, state, version, event_time, created_at, updated_at, prov,
+     metadata, tokens, standing, domains) = row
+    return MemCube(
+        id=memory_id, owner=Owner(*owner), content=content, kind=kind, tier=tier, state=state, version=version,
+        event_time=event_time, created_at=created_at, updated_at=updated_at, provenance=Provenance(*prov),
+        metadata=metadata, tokens=tokens, standing=standing, domains=domains,
+    )
+
+
+class LazyCubeList(list):
+    """An OwnerView's ``cubes`` after a restore: rows become MemCubes when first read
+    (a search reads its candidates only, so a restore decodes almost nothing)."""
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return [self[i] for i in range(*key.indices(len(self)))]
+        value = list.__getitem__(self, key)
+        if type(value) is tuple:
+            value = decode(value)
+            list.__setitem__(self, key, value)
+        return value
+
+    def __iter__(self) -> Iterator[MemCube]:
+        for pos in range(len(self)):
+            yield self[pos]
+
+    def __reduce__(self) -> Any:  # saved as plain rows again
+        return (LazyCubeList, ([_row(v) for v in list.__iter__(self)],))
+
+
+class LazyCubeDict(dict):
+    """An OwnerIndex's ``cubes`` after a restore (see :class:`LazyCubeList`)."""
+
+    def __getitem__(self, key: str) -> MemCube:
+        value = dict.__getitem__(self, key)
+        if type(value) is tuple:
+            value = decode(value)
+            dict.__setitem__(self, key, value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def pop(self, key: str, *default: Any) -> Any:
+        value = dict.pop(self, key, *default)
+        return decode(value) if type(value) is tuple else value
+
+    def values(self) -> list[MemCube]:  # type: ignore[override]
+        return [self[k] for k in self]
+
+    def items(self) -> list[tuple[str, MemCube]]:  # type: ignore[override]
+        return [(k, self[k]) for k in self]
+
+
+def _row(value: Any) -> Row:
+    return value if type(value) is tuple else encode(value)
+
+
+def saved_view(view: Any) -> Any:
+    """A copy of an OwnerView to pickle: its arrays cut to the rows in use, memories as
+    rows, without its lazily built caches."""
+    out = copy.copy(view)
+    n = view.n
+    for name in ("_matrix", "_sessions", "_recency", "_days", "_months", "_speakers"):
+        setattr(out, name, getattr(view, name)[:n])
+    out.cubes = LazyCubeList(view.cubes if isinstance(view.cubes, LazyCubeList) else [encode(c) for c in view.cubes])
+    out._mentioned = None
+    return out
+
+
+def restored_cubes(view: Any) -> LazyCubeDict:
+    """The index's ``cubes`` for a restored view, sharing its rows (decoded apart)."""
+    return LazyCubeDict(zip(view.ids, list.__iter__(view.cubes), strict=True))
