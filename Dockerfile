@@ -1,5 +1,6 @@
 # memproxy — the proxy with its embedded defaults (local Gemma model, embedded Chroma).
 # Build: docker build -t memproxy .   Run: docker run -p 8000:8000 -v memproxy-data:/data memproxy
+# Several replicas over a Chroma server: docker-compose.yaml and docs/deployment.md.
 FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
     && rm -rf /var/lib/apt/lists/*
@@ -20,7 +21,7 @@ FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 memproxy \
-    && mkdir /data && chown memproxy /data
+    && mkdir /data /keys && chown memproxy /data /keys
 COPY --from=build /install /usr/local
 USER memproxy
 # Listening on all interfaces needs an explicit auth.mode: keys here (create one with

@@ -13,6 +13,7 @@ BENCHMARKS = {
     "latency": ("bench.latency", "added latency of the proxy vs calling the upstream directly"),
     "ttft": ("bench.ttft", "time to first token with vs without activation memory (llama.cpp KV caches)"),
     "big-body": ("bench.big_body", "event-loop stall, time and memory of one huge chat turn; redaction cost"),
+    "embed": ("bench.embed", "embedding runtimes side by side: write and query speed, agreement with torch fp32"),
     "locomo": ("bench.locomo", "evidence recall of memory search on LoCoMo, with BM25 and dense baselines"),
     "portable": ("bench.portable", "export/import throughput and peak RSS of a large owner (.memcube archives)"),
     "load": ("bench.load", "concurrent chat load, journal depth and RSS, then kill -9: acknowledged turns lost (must be 0)"),

@@ -11,6 +11,16 @@ check: the server is killed with SIGKILL right after the last acknowledged
 reply, restarted on the same data dir, and every acknowledged turn is looked
 up in the store once the journal is replayed: turns lost (must be 0) and
 duplicated (must be 0).
+
+``--replicas N`` runs the same over a ``chroma run`` server with N replicas
+(``memproxy serve`` processes with ``memory.chroma_url``, docs/deployment.md),
+the clients split evenly across them (client ``c`` talks to replica
+``c % N``: what a round-robin balancer does per connection), and every client
+also searches its own memories every fourth turn through the *next* replica
+(``POST /v1/memories/search``: recall p50/p95 as a client sees it, of
+memories another process stored). The kill -9 hits replica 0 while the
+others keep their clients; it is restarted on its data dir and the store is
+checked as above.
 """
 
 from __future__ import annotations
@@ -35,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to drive load (default 60)")
     parser.add_argument("--data-dir", help="the server's data dir (default: a fresh temporary one)")
     parser.add_argument("--json", dest="json_path", help="also write the results as JSON here")
+    parser.add_argument("--replicas", type=int, default=0,
+                        help="N replicas over a `chroma run` server, clients split across them "
+                             "(default 0: one process on the embedded store)")
 
 
 def rss_mb(pid: int) -> float:
@@ -48,20 +61,27 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def _one(client: httpx.AsyncClient, user: str, text: str, stream: bool) -> tuple[bool, str]:
+async def _one(client: httpx.AsyncClient, url: str, user: str, text: str, stream: bool) -> tuple[bool, str]:
     body = {"model": "fake-model", "messages": [{"role": "user", "content": text}], "stream": stream}
     headers = {"X-Memory-User": user}
     if stream:
-        async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
+        async with client.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as response:
             async for _ in response.aiter_bytes():
                 pass
             return response.status_code == 200, response.headers.get("x-memory-status", "")
-    response = await client.post("/v1/chat/completions", json=body, headers=headers)
+    response = await client.post(f"{url}/v1/chat/completions", json=body, headers=headers)
     return response.status_code == 200, response.headers.get("x-memory-status", "")
 
 
-async def _drive(url: str, clients: int, seconds: float, run: str) -> dict[str, Any]:
+async def _search(client: httpx.AsyncClient, url: str, user: str, text: str) -> bool:
+    response = await client.post(f"{url}/v1/memories/search", json={"user": user, "query": text, "limit": 5})
+    return response.status_code == 200
+
+
+async def _drive(urls: list[str], clients: int, seconds: float, run: str, search: bool = False) -> dict[str, Any]:
     latencies: list[float] = []
+    searches: list[float] = []
+    search_errors = 0
     statuses: collections.Counter[str] = collections.Counter()
     acknowledged: list[tuple[str, str]] = []
     errors = 0
@@ -72,14 +92,24 @@ async def _drive(url: str, clients: int, seconds: float, run: str) -> dict[str, 
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
 
     async def client_loop(c: int, http: httpx.AsyncClient) -> None:
-        nonlocal errors
+        nonlocal errors, search_errors
         user = f"load-{run}-{c}"
+        url = urls[c % len(urls)]
         n = 0
         while time.monotonic() < stop_at:
             text = f"load {run} client {c} turn {n}: my note is {uuid.uuid4().hex[:8]}."
+            if search and n % 4 == 3:
+                t0 = time.perf_counter()
+                try:
+                    # through the next replica: recall of what another process stored (coherence)
+                    found = await _search(http, urls[(c + 1) % len(urls)], user, f"what was my note in turn {n - 2}?")
+                except httpx.HTTPError:
+                    found = False
+                searches.append(time.perf_counter() - t0)
+                search_errors += not found
             t0 = time.perf_counter()
             try:
-                ok, status = await _one(http, user, text, stream=bool(n % 2))
+                ok, status = await _one(http, url, user, text, stream=bool(n % 2))
             except httpx.HTTPError:
                 ok, status = False, ""
             latencies.append(time.perf_counter() - t0)
@@ -94,14 +124,17 @@ async def _drive(url: str, clients: int, seconds: float, run: str) -> dict[str, 
         nonlocal writer_failing
         while time.monotonic() < stop_at:
             try:
-                body = (await http.get("/readyz")).json()
-                depth.append((round(time.monotonic() - started, 1), int(body["writes"]["journal_depth"])))
-                writer_failing += body["writes"]["status"] != "ok"
+                total = 0
+                for url in urls:
+                    body = (await http.get(f"{url}/readyz")).json()
+                    total += int(body["writes"]["journal_depth"])
+                    writer_failing += body["writes"]["status"] != "ok"
+                depth.append((round(time.monotonic() - started, 1), total))
             except (httpx.HTTPError, KeyError, ValueError):
                 pass
             await asyncio.sleep(1.0)
 
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
         await asyncio.gather(sample(http), *(client_loop(c, http) for c in range(clients)))
     elapsed = time.monotonic() - started
     return {
@@ -112,6 +145,8 @@ async def _drive(url: str, clients: int, seconds: float, run: str) -> dict[str, 
         "errors": errors,
         "depth": depth,
         "writer_failing_samples": writer_failing,
+        "searches": searches,
+        "search_errors": search_errors,
     }
 
 
@@ -132,7 +167,7 @@ def _wait_replayed(url: str, timeout_s: float = 600.0) -> float:
 def run(args: argparse.Namespace) -> int:
     try:
         from testing.fake_openai import FakeOpenAI
-        from testing.processes import ServeProcess, stored_contents
+        from testing.processes import ChromaServer, ServeProcess, stored_contents
         from testing.serving import ServerThread
     except ImportError:
         print("bench load needs the source tree's testing/ package: run it from a checkout (PYTHONPATH=.)")
@@ -141,37 +176,58 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="memproxy-load-"))
     run_id = uuid.uuid4().hex[:8]
     fake = FakeOpenAI()
-    with ServerThread(fake.app()) as upstream:
-        upstream_url = f"{upstream.url}/v1"
-        server = ServeProcess("--upstream-base-url", upstream_url, data_dir=data_dir)
-        try:
-            rss_before = rss_mb(server.pid)
-            print(f"memproxy serve pid {server.pid} on {server.url}; {args.clients} clients for {args.seconds:.0f} s ...")
-            result = asyncio.run(_drive(server.url, args.clients, args.seconds, run_id))
-            rss_after = rss_mb(server.pid)
-            depth_at_kill = httpx.get(f"{server.url}/readyz", timeout=30).json()["writes"]["journal_depth"]
-        finally:
-            server.kill()  # SIGKILL right after the last acknowledged reply
-        restarted = ServeProcess("--upstream-base-url", upstream_url, data_dir=data_dir)
-        try:
-            replay_s = _wait_replayed(restarted.url)
-            by_user: dict[str, list[str]] = collections.defaultdict(list)
-            for user, text in result["acknowledged"]:
-                by_user[user].append(text)
-            lost = duplicated = 0
-            for user, texts in by_user.items():
-                stored = stored_contents(restarted.url, user)
-                for text in texts:
-                    hits = sum(1 for c in stored if text in c)
-                    lost += hits == 0
-                    duplicated += max(0, hits - 1)
-        finally:
-            restarted.stop()
+    replicas = max(args.replicas, 1)
+    chroma = ChromaServer(data_dir / "chroma-server") if args.replicas else None
+    env = {"MEMPROXY_MEMORY__CHROMA_URL": chroma.url} if chroma else {}
+    dirs = [data_dir / f"replica-{i}" for i in range(replicas)] if chroma else [data_dir]
+    servers: list[Any] = []
+    try:
+        with ServerThread(fake.app()) as upstream:
+            upstream_url = f"{upstream.url}/v1"
+            servers = [ServeProcess("--upstream-base-url", upstream_url, data_dir=d, env=env) for d in dirs]
+            server = servers[0]
+            try:
+                rss_before = sum(rss_mb(s.pid) for s in servers)
+                where = f"{replicas} replica(s) over {chroma.url}" if chroma else f"pid {server.pid} on {server.url}"
+                print(f"memproxy serve: {where}; {args.clients} clients for {args.seconds:.0f} s ...")
+                urls = [s.url for s in servers]
+                result = asyncio.run(_drive(urls, args.clients, args.seconds, run_id, search=bool(chroma)))
+                rss_after = sum(rss_mb(s.pid) for s in servers)
+                depth_at_kill = httpx.get(f"{server.url}/readyz", timeout=30).json()["writes"]["journal_depth"]
+            finally:
+                server.kill()  # SIGKILL right after the last acknowledged reply
+            restarted = ServeProcess("--upstream-base-url", upstream_url, data_dir=dirs[0], env=env)
+            servers[0] = restarted
+            try:
+                replay_s = _wait_replayed(restarted.url)
+                for other in servers[1:]:
+                    _wait_replayed(other.url)
+                by_user: dict[str, list[str]] = collections.defaultdict(list)
+                for user, text in result["acknowledged"]:
+                    by_user[user].append(text)
+                lost = duplicated = 0
+                for user, texts in by_user.items():
+                    stored = stored_contents(restarted.url, user)
+                    for text in texts:
+                        hits = sum(1 for c in stored if text in c)
+                        lost += hits == 0
+                        duplicated += max(0, hits - 1)
+            finally:
+                for s in servers:
+                    s.stop()
+    finally:
+        for s in servers:
+            s.kill()
+        if chroma is not None:
+            chroma.stop()
 
     latencies = result["latencies"]
     acked = len(result["acknowledged"])
     statuses = result["statuses"]
+    searches = result["searches"]
     report = {
+        "replicas": args.replicas,
+        "store": "chroma run" if args.replicas else "embedded",
         "clients": args.clients,
         "seconds": round(result["elapsed_s"], 1),
         "requests": len(latencies),
@@ -180,6 +236,10 @@ def run(args: argparse.Namespace) -> int:
         "requests_per_s": round(len(latencies) / result["elapsed_s"], 1),
         "p50_ms": round(median(latencies) * 1000, 1) if latencies else None,
         "p99_ms": round(percentile(latencies, 99) * 1000, 1) if latencies else None,
+        "search_p50_ms": round(median(searches) * 1000, 1) if searches else None,
+        "search_p95_ms": round(percentile(searches, 95) * 1000, 1) if searches else None,
+        "searches": len(searches),
+        "search_errors": result["search_errors"],
         "degraded_share": round(statuses.get("degraded", 0) / acked, 4) if acked else 0.0,
         "statuses": dict(statuses),
         "writer_failing_samples": result["writer_failing_samples"],
@@ -203,7 +263,11 @@ def _print(r: dict[str, Any]) -> None:
     depth = r["journal_depth"]
     samples = ", ".join(f"{t:.0f}s:{d}" for t, d in depth["samples"][:: max(1, len(depth["samples"]) // 12)])
     print(f"requests       {r['requests']} in {r['seconds']} s ({r['requests_per_s']} req/s), errors {r['errors']}")
+    print(f"store          {r['store']}, replicas {max(r['replicas'], 1)}")
     print(f"latency        p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
+    if r["searches"]:
+        print(f"recall         {r['searches']} searches, p50 {r['search_p50_ms']} ms, p95 {r['search_p95_ms']} ms, "
+              f"errors {r['search_errors']}")
     print(f"degraded       {r['degraded_share'] * 100:.2f}% of acknowledged replies {r['statuses']}; "
           f"/readyz samples with the writer failing: {r['writer_failing_samples']}")
     print(f"journal depth  max {depth['max']}, at kill {depth['at_kill']}; over time: {samples}")

@@ -152,12 +152,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", default=str(PROMPTS_FILE), help="abstention prompts, one per line")
     parser.add_argument("--no-baselines", action="store_true", help="skip the BM25 and dense baselines")
     parser.add_argument("--json", dest="json_path", help="also write the results as JSON here")
+    parser.add_argument("--embedding-runtime", default="auto",
+                        help="embedding runtime of both lanes, or QUERY,BULK (auto, onnx, onnx-int8, torch, torch-bf16)")
 
 
 def run(args: argparse.Namespace) -> int:
     budgets = sorted({int(b) for b in str(args.budgets).split(",") if b.strip()})
     results = asyncio.run(measure(Path(args.data), Path(args.index), budgets, args.conversations,
-                                  Path(args.prompts), not args.no_baselines))
+                                  Path(args.prompts), not args.no_baselines, args.embedding_runtime))
     print(render(results))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=2))
@@ -165,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def measure(
-    data_path: Path, index_path: Path, budgets: list[int], limit_convs: int, prompts_path: Path, baselines: bool
+    data_path: Path, index_path: Path, budgets: list[int], limit_convs: int, prompts_path: Path, baselines: bool,
+    runtime: str = "auto",
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -185,7 +188,8 @@ async def measure(
     prompts = load_prompts(prompts_path)
     settings = MemorySettings()
     counter = TokenCounter()
-    embedder = Embedder()
+    query_runtime, _, bulk_runtime = runtime.partition(",")
+    embedder = Embedder(query_runtime=query_runtime, bulk_runtime=bulk_runtime or query_runtime)
     tally = Tally()
     latencies: list[float] = []
     n_turns = sum(len(t) for t in convs.values())
@@ -263,6 +267,7 @@ async def measure(
         "recall_latency_ms": {"p50": round(median(latencies), 2), "p95": round(percentile(latencies, 95), 2),
                               "searches": len(latencies)},
         "ingest_turns_per_s": round(n_turns / ingest_s, 1),
+        "embedding_runtimes": embedder.runtimes,
         "abstention": {"prompts": len(prompts), "searches": total, "empty": empty,
                        "rate": round(empty / total, 4) if total else None},
         "run_s": round(time.perf_counter() - started, 1),
@@ -310,7 +315,7 @@ def render(results: dict[str, Any]) -> str:
     ab = results["abstention"]
     lines += [
         f"recall latency per search: p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms ({lat['searches']} searches)",
-        f"ingest: {results['ingest_turns_per_s']:.1f} turns/s",
+        f"ingest: {results['ingest_turns_per_s']:.1f} turns/s (embedding: {results['embedding_runtimes']})",
         f"abstention: {ab['empty']}/{ab['searches']} searches returned nothing ({ab['rate']:.1%}) "
         f"over {ab['prompts']} unrelated prompts x {results['conversations']} owners",
         f"run time: {results['run_s']:.0f} s",

@@ -222,6 +222,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budgets", default=",".join(map(str, DEFAULT_BUDGETS)), help="token budgets")
     parser.add_argument("--no-baselines", action="store_true", help="skip the BM25 and dense baselines")
     parser.add_argument("--json", dest="json_path", help="also write the results as JSON here")
+    parser.add_argument("--embedding-runtime", default="auto",
+                        help="embedding runtime of both lanes, or QUERY,BULK (auto, onnx, onnx-int8, torch, torch-bf16)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -229,7 +231,15 @@ def run(args: argparse.Namespace) -> int:
     data = resolve_data(args.data)
     if not data.exists():
         raise SystemExit(f"no LongMemEval data at {data} (--data)")
-    results = asyncio.run(measure(data, budgets, args.limit, not args.no_baselines))
+    from memory.embedder import Embedder
+
+    query_runtime, _, bulk_runtime = str(args.embedding_runtime).partition(",")
+    embedder = Embedder(query_runtime=query_runtime, bulk_runtime=bulk_runtime or query_runtime)
+    try:
+        results = asyncio.run(measure(data, budgets, args.limit, not args.no_baselines, embedder=embedder))
+    finally:
+        embedder.close()
+    results["embedding_runtimes"] = embedder.runtimes
     print(render(results))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=2))
@@ -390,7 +400,8 @@ def render(results: dict[str, Any]) -> str:
         f"search latency: cold (first search of an owner after a start) p50 {lat['cold']['p50']:.1f} ms, "
         f"p95 {lat['cold']['p95']:.1f} ms ({lat['cold']['n']}); warm p50 {lat['warm']['p50']:.1f} ms, "
         f"p95 {lat['warm']['p95']:.1f} ms ({lat['warm']['n']})",
-        f"ingest: {results['ingest_exchanges_per_s']} exchanges/s ({results['ingest_s']:.0f} s)",
+        f"ingest: {results['ingest_exchanges_per_s']} exchanges/s ({results['ingest_s']:.0f} s)"
+        f"{' (embedding: ' + str(results['embedding_runtimes']) + ')' if 'embedding_runtimes' in results else ''}",
         f"run time: {results['run_s']:.0f} s (search {results['search_s']:.0f} s)",
     ]
     return "\n".join(lines)

@@ -4,7 +4,7 @@ One Chroma collection, ``mpx_changes`` (outside the ``mp_`` owner
 collections), of small records: whose memories changed (``owner``, the owner key, never the
 user's name), when (``ts``, the
 writer's wall clock), which process (``origin``), what (``op``: ``write``,
-``delete`` with the deleted ids, ``erase``). Chroma has no compare-and-swap,
+``delete``, each with the memory ids, ``erase``). Chroma has no compare-and-swap,
 so nothing is ever read-modified-written: every record has an id of its own
 (origin + counter), concurrent writers never collide, and readers ask for
 ``ts >= since - skew`` and drop records they have already seen.
@@ -31,7 +31,7 @@ COLLECTION = "mpx_changes"
 WRITE_RETENTION_S = 600.0
 TOMBSTONE_RETENTION_S = 7 * 86_400.0
 READ_PAGE = 1000
-IDS_PER_RECORD = 500  # deleted ids carried by one record (metadata values stay small)
+IDS_PER_RECORD = 500  # memory ids carried by one record (metadata values stay small)
 _DUMMY = [0.0]  # records need an embedding; one dimension, never queried
 
 
@@ -73,7 +73,7 @@ class ChangeLog:
             chunks = [list(ids[i : i + IDS_PER_RECORD]) for i in range(0, len(ids), IDS_PER_RECORD)] or [[]]
             for chunk in chunks:
                 meta: dict[str, Any] = {"owner": owner, "ts": now, "origin": self.origin, "op": op}
-                if op == "delete":
+                if chunk:
                     meta["ids"] = " ".join(chunk)
                 records.append((self._new_id(), meta))
         if records:
@@ -122,3 +122,24 @@ def _prune_sync(client: Any, writes_before: float, tombstones_before: float) -> 
     collection = _collection(client)
     collection.delete(where={"$and": [{"op": "write"}, {"ts": {"$lt": writes_before}}]})
     collection.delete(where={"ts": {"$lt": tombstones_before}})
+
+
+@dataclass(frozen=True, slots=True)
+class Net:
+    """What a run of records comes to for one owner: the last op on each id wins."""
+
+    written: list[str]  # ids to read again from the store (gone there: dropped)
+    deleted: set[str]
+    erased: bool
+
+
+def net(records: Iterable[Change]) -> Net:
+    last: dict[str, str] = {}
+    erased = False
+    for record in sorted(records, key=lambda c: (c.ts, c.id)):
+        if record.op == "erase":
+            erased = True
+            last.clear()
+        for memory_id in record.ids:
+            last[memory_id] = record.op
+    return Net([i for i, op in last.items() if op == "write"], {i for i, op in last.items() if op == "delete"}, erased)

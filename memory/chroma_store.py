@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 COLLECTION_PREFIX = "mp_"
+# Small coordination records shared by every process on the store (memory/lease.py):
+# a collection of its own, outside the owners' ``mp_`` namespace.
+CONTROL_COLLECTION = "memproxy_control"
 WRITE_BATCH = 1000
 # Rows per read. Chroma answers a ``get`` with one SQL statement holding a
 # variable per row, and SQLite refuses more than 32,766 of them ("too many
@@ -392,6 +395,30 @@ class ChromaStore:
         collections = [c for c in client.list_collections() if c.name.startswith(COLLECTION_PREFIX)]
         return len(collections), sum(int(c.count()) for c in collections)
 
+    def _control_sync(self) -> Any:
+        with self._lock:
+            cached = self._collections.get(CONTROL_COLLECTION)
+        if cached is not None:
+            return cached
+        collection = self._client_sync().get_or_create_collection(CONTROL_COLLECTION, embedding_function=None)
+        with self._lock:
+            self._collections[CONTROL_COLLECTION] = collection
+        return collection
+
+    def _control_get_sync(self, ids: list[str] | None, prefix: str | None) -> dict[str, str]:
+        result = self._control_sync().get(ids=ids, include=["documents"])
+        return {
+            i: d or ""
+            for i, d in zip(result["ids"], result.get("documents") or [], strict=True)
+            if prefix is None or i.startswith(prefix)
+        }
+
+    def _control_put_sync(self, record_id: str, document: str) -> None:
+        self._control_sync().upsert(ids=[record_id], embeddings=[[1.0]], documents=[document])
+
+    def _control_delete_sync(self, ids: list[str]) -> None:
+        self._control_sync().delete(ids=ids)
+
     # -- async API ------------------------------------------------------------
 
     async def add(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
@@ -542,6 +569,22 @@ class ChromaStore:
 
     async def ping(self) -> None:
         await self._call(self._ping_sync, timeout_s=PING_TIMEOUT_S)
+
+    # -- coordination records (memory/lease.py): id -> a JSON document -----------
+
+    async def control_get(
+        self, ids: Sequence[str] | None = None, *, prefix: str | None = None, timeout_s: float | None = None
+    ) -> dict[str, str]:
+        """The control records among ``ids`` (all of them when None, filtered by id ``prefix``)."""
+        return await self._call(self._control_get_sync, list(ids) if ids is not None else None, prefix, timeout_s=timeout_s)
+
+    async def control_put(self, record_id: str, document: str, *, timeout_s: float | None = None) -> None:
+        """Write (replace) one control record."""
+        await self._call(self._control_put_sync, record_id, document, timeout_s=timeout_s)
+
+    async def control_delete(self, ids: Sequence[str]) -> None:
+        """Delete control records."""
+        await self._call(self._control_delete_sync, list(ids))
 
     # -- portable memory (memory/archive.py): exact records in, records + vectors out --
 

@@ -6,16 +6,17 @@ every vector, the core set and the activation caches keyed by its version),
 so each must learn what the others changed:
 
 - :class:`SharedStore` wraps the store: every write, delete and erase is
-  recorded in the change log (memory/changelog.py) once the store has it,
-  and every stored row carries its write stamp (``_w``).
+  recorded, with the memory ids, in the change log (memory/changelog.py),
+  and every stored row carries its write stamp (``_w``, read by a restore
+  from a snapshot older than the log keeps writes).
 - :class:`Coherence` polls the change log every ``interval_ms`` (one small
   query for all owners) and, for each owner this process holds that another
-  process changed, reads the rows written since the owner was last synced
-  (``_w >= synced - clock_skew``) with their vectors and patches them into
-  the owner's index in place (memory/view.py appends or patches a row; a
-  deleted id is dropped from the arrays) — never a rebuild from the store.
-  The core set is dropped when a changed or deleted memory is or was core,
-  so its version, and every KV cache keyed by it, changes.
+  process changed, reads the rows the records name (by id, with their
+  vectors) and patches them into the owner's index in place
+  (memory/view.py appends or patches a row; a deleted id is dropped from the
+  arrays) — never a rebuild from the store. The core set is dropped when a
+  changed or deleted memory is or was core, so its version, and every KV
+  cache keyed by it, changes.
 - :meth:`Coherence.fresh`, awaited by every search and core read, costs a
   clock comparison while polls keep up; when the last poll that succeeded
   began more than ``max_staleness_ms`` ago it waits for a poll. So a change
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memory.changelog import Change, ChangeLog
+from memory.changelog import net as net_changes
 from memory.chroma_store import ChromaStore
 from memory.cube import MemCube, Tier, owner_key, owner_key_of_id
 from memory.errors import MemoryEngineError
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 60.0
+READ_IDS = 1000  # ids read per store call (Chroma's SQL has a cap on variables)
 
 
 class SharedStore:
@@ -74,8 +77,10 @@ class SharedStore:
         await self.changes.note(records)
 
     async def _wrote(self, cubes: Sequence[MemCube]) -> None:
-        owners = sorted({c.owner.key for c in cubes})
-        await self._noted([(key, "write", ()) for key in owners])
+        by_owner: dict[str, list[str]] = {}
+        for cube in cubes:
+            by_owner.setdefault(cube.owner.key, []).append(cube.id)
+        await self._noted([(key, "write", ids) for key, ids in by_owner.items()])
 
     async def add(self, cubes: Sequence[MemCube], embeddings: np.ndarray) -> None:
         await self.inner.add(cubes, embeddings)
@@ -133,6 +138,20 @@ class SharedStore:
         await self.inner.aclose()
 
 
+async def read_written(
+    store: ChromaStore, user: str, ids: Sequence[str]
+) -> tuple[builtins.list[MemCube], builtins.list[np.ndarray], set[str]]:
+    """The current rows of ``ids`` with their vectors, and the ids the store no longer has."""
+    if not ids:
+        return [], [], set()
+    found: dict[str, tuple[MemCube, np.ndarray | None]] = {}
+    for start in range(0, len(ids), READ_IDS):
+        found.update(await store.fetch(user, ids[start : start + READ_IDS], vectors=True))
+    cubes = [cube for cube, _ in found.values()]
+    vectors = [np.asarray(vector, dtype=np.float32) for _, vector in found.values()]
+    return cubes, vectors, {i for i in ids if i not in found}
+
+
 class Coherence:
     """Follows other processes' changes through the change log (see the module doc)."""
 
@@ -144,10 +163,11 @@ class Coherence:
         self.max_staleness_s = settings.max_staleness_ms / 1000
         self.skew_s = settings.clock_skew_ms / 1000
         self._users: dict[str, str] = {}  # owner key -> user, for owners this process holds
-        self._synced: dict[str, float] = {}  # user -> wall time its index last read the store from
+        self._synced: dict[str, float] = {}  # user -> wall time its index read the whole owner from the store
         self._seen: dict[str, float] = {}  # change ids applied (re-read within the skew window)
         self._since = time.time() - self.skew_s  # wall time of the last poll's start (minus nothing)
         self._fresh_as_of = time.monotonic()  # started: nothing held yet, so nothing stale
+        self._applied_until = 0.0
         self._polling: asyncio.Task[None] | None = None
         self._loop: asyncio.Task[None] | None = None
         self.polls = 0
@@ -161,8 +181,10 @@ class Coherence:
         self._users[owner_key(user)] = user
         self._synced[user] = at
 
-    def synced_at(self, user: str) -> float | None:
-        return self._synced.get(user)
+    def watermark(self, user: str) -> float:
+        """Wall time up to which every change of ``user`` is in this process's index:
+        the start of the last poll that completed (or of the owner's load, if later)."""
+        return max(self._applied_until, self._synced.get(user, 0.0))
 
     def track(self, user: str) -> None:
         """This process caches something of ``user`` (its core set)."""
@@ -200,31 +222,31 @@ class Coherence:
             self._seen[record.id] = record.ts
         horizon = self._since - 2 * self.skew_s
         self._seen = {i: ts for i, ts in self._seen.items() if ts >= horizon}
+        self._applied_until = began_wall  # records older than this (less the skew) are applied
         self._since = began_wall
         self._fresh_as_of = max(self._fresh_as_of, began)
         self.polls += 1
 
     async def _apply(self, user: str, changes: list[Change]) -> None:
         engine = self._engine
-        if any(c.op == "erase" for c in changes):
+        net = net_changes(changes)
+        if net.erased:
             engine._lexical.drop(user)
             engine.invalidate_core(user)
-            self._synced.pop(user, None)
             if engine.snapshots is not None:
                 engine.snapshots.discard(user)
-            return
-        deleted = {i for c in changes if c.op == "delete" for i in c.ids}
+            if not net.written:
+                return
+        deleted = set(net.deleted)
         changed: list[MemCube] = []
         held = engine._lexical.holds(user)
         if held:
-            since = self._synced.get(user, self._since) - self.skew_s
-            began = time.time()
-            changed, vectors = await self._store.inner.changed_since(user, since)
+            changed, vectors, gone = await read_written(self._store.inner, user, net.written)
+            deleted |= gone
             if changed:
                 engine._lexical.upsert(changed, vectors)
             for memory_id in deleted:
                 engine._lexical.remove(user, memory_id)
-            self._synced[user] = began
             self.patched += 1
             if engine.snapshots is not None:
                 engine.snapshots.mark(owner_key(user))

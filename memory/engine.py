@@ -33,6 +33,7 @@ from memory.explain import RecallTrace
 from memory.extractor import FactExtractor
 from memory.forgetting import ForgetReceipt, drop_owner_caches
 from memory.journal import MEMORY, Entry, Journal, journal_path
+from memory.lease import StoreLease
 from memory.lexcache import LexicalCache, OwnerIndex
 from memory.limits import check_batch, check_content, check_metadata, clip_content
 from memory.longlived import settle
@@ -249,7 +250,13 @@ class MemoryEngine:
     ) -> MemoryEngine:
         """Build the engine; the store connects lazily, the embedder is warmed."""
         owns = embedder is None
-        embedder = embedder or Embedder(settings.embedding_model)
+        embedder = embedder or Embedder(
+            settings.embedding_model,
+            query_runtime=settings.embedding_query_runtime,
+            bulk_runtime=settings.embedding_bulk_runtime,
+            bulk_threads=settings.embedding_bulk_threads,
+            cache_dir=settings.embedding_cache_dir,
+        )
         if settings.chroma_url:
             inner = ChromaStore.remote(settings.chroma_url)
         else:
@@ -261,6 +268,9 @@ class MemoryEngine:
         store = SharedStore(inner, changes, local=inner.local or coherent)
         journal = await Journal(journal_path(data_dir)).open()
         engine = cls(settings, store, embedder, owns_embedder=owns, journal=journal)
+        if not inner.local:  # processes share the store: one scheduler (memory/lease.py)
+            engine.scheduler.lease = StoreLease(inner, settings.scheduler.interval_s)
+            engine.scheduler.shared = inner
         if coherent:
             engine.coherence = Coherence(engine, store, settings.coherence)
             engine.coherence.start()
@@ -277,6 +287,7 @@ class MemoryEngine:
             engine.snapshots.start(engine.save_snapshots)
         engine._spawn(engine._connect(), "memproxy-store-connect")  # not on the first request's time
         await embedder.warmup()
+        await engine._bridge.anchors()  # the domain anchors every recall needs: not on the first request's time
         if engine.snapshots is not None:
             engine._spawn(engine._warm(engine.snapshots.recent(settings.snapshot.warm_owners)), "memproxy-warm")
         engine.writer.start()  # replays, in the background, whatever a previous process left journaled
@@ -327,6 +338,8 @@ class MemoryEngine:
             restored = await self.snapshots.restore(user)
             if restored is not None:
                 self._note_synced(user, restored.began)
+                if restored.changed or restored.deleted:  # saved again with the delta folded in
+                    self.snapshots.mark(owner_key(user))
                 return restored
         began = time.time()
         active_with_vectors = getattr(self.store, "active_with_vectors", None)
@@ -365,7 +378,7 @@ class MemoryEngine:
     def _watermark(self, user: str) -> float:
         """Wall time up to which the owner's index holds every stored change (under its lock)."""
         if self.coherence is not None:
-            return self._synced.get(user, 0.0)
+            return self.coherence.watermark(user)
         return time.time()  # the only writer: every change it made is in the index
 
     async def _save_snapshot(self, user: str) -> bool:

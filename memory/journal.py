@@ -18,9 +18,20 @@ concurrent replies cost a handful of fsyncs, not 50.
 Tables:
 
 - ``items``: pending writes (``seq`` order), with the owner, the batch (an
-  API request's idempotency key) and ``claimed`` (1 while a request handler
-  writes the item itself; the writer only takes unclaimed items; every claim
-  is released at startup, since its process is gone).
+  API request's idempotency key) and ``claimed``: 0 when free, ``+holder``
+  while a request handler of that process writes the item itself,
+  ``-holder`` once that process's background writer took it.
+
+Several processes may share one journal (``memproxy serve --workers N``: one
+data dir, one file). Each :class:`Journal` is a *holder* with a random token
+and an exclusive ``flock`` on ``journal/holders/<token>.lock`` for as long as
+it is open (the kernel drops it when the process dies, ``kill -9`` included).
+A writer takes free items atomically (``BEGIN IMMEDIATE``: SQLite's write
+lock spans processes), so no item is written by two live processes; claims
+whose holder's lock is free (a dead process) are released by whichever
+process looks next (at open, then at most every ``SWEEP_S``), and its items
+are written by a survivor. Item ids are fixed at journal time, so even a
+write repeated after a crash keeps one copy in the store.
 - ``batches``: ``POST /v1/memories`` requests by idempotency key: the owner,
   a hash of the request, the response, ``pending`` until every item is stored,
   then ``done``.
@@ -29,9 +40,13 @@ Tables:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -50,6 +65,9 @@ T = TypeVar("T")
 JOURNAL_DIR = "journal"
 JOURNAL_FILE = "journal.sqlite3"
 MEMORY = ":memory:"  # a journal that does not survive the process (engines built without a data dir)
+HOLDERS_DIR = "holders"
+SWEEP_S = 2.0  # at most this often, claims of dead holders are released
+BUSY_TIMEOUT_MS = 30_000  # another process holds SQLite's write lock: wait this long
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -112,10 +130,69 @@ def journal_path(data_dir: Path) -> Path:
     return Path(data_dir) / JOURNAL_DIR / JOURNAL_FILE
 
 
+class Holder:
+    """This process's stake in a shared journal: a token, and a lock held while alive."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.token = secrets.randbits(62) + 2  # never 0 (free) nor 1 (a claim of a pre-holder version)
+        self.directory = directory
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            path = self._path(self.token)
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:  # not unlinked by a sweep meanwhile
+                    self._fd = fd
+                    return
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None and self.directory is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(self.token))
+            os.close(fd)
+
+    def alive(self, token: int) -> bool:
+        """Whether the process holding ``token`` still runs (its lock is held)."""
+        if token == self.token:
+            return True
+        if self.directory is None:
+            return False
+        path = self._path(token)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a dead holder's file: gone, while we hold its lock
+        os.close(fd)
+        return False
+
+    def _path(self, token: int) -> Path:
+        assert self.directory is not None
+        return self.directory / f"{token}.lock"
+
+
 class Journal:
     def __init__(self, path: Path | str = MEMORY) -> None:
         self.path = str(path)
         self.durable = self.path != MEMORY
+        self.holder = Holder(Path(self.path).parent / HOLDERS_DIR if self.durable else None)
+        self._swept = 0.0
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -140,12 +217,30 @@ class Journal:
     def _connect(self) -> sqlite3.Connection:
         if self.durable:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.holder.acquire()
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # fsync on every commit
         conn.executescript(SCHEMA)
-        conn.execute("UPDATE items SET claimed = 0 WHERE claimed != 0")  # their handlers died with the process
+        conn.execute("BEGIN IMMEDIATE")
+        self._sweep(conn)  # claims of processes that died (this one's previous life among them)
+        conn.execute("COMMIT")
         return conn
+
+    def _sweep(self, conn: sqlite3.Connection) -> int:
+        """Release the claims of holders that are gone (inside a write transaction); how many items."""
+        self._swept = time.monotonic()
+        tokens = [int(r[0]) for r in conn.execute("SELECT DISTINCT abs(claimed) FROM items WHERE claimed != 0")]
+        released = 0
+        for token in tokens:
+            if not self.holder.alive(token):
+                released += conn.execute(
+                    "UPDATE items SET claimed = 0 WHERE claimed = ? OR claimed = ?", (token, -token)
+                ).rowcount
+        if released:
+            log.warning("memory journal: %d item(s) of a process that died are taken over", released)
+        return released
 
     def _serve(self) -> None:
         conn: sqlite3.Connection | None = None
@@ -183,6 +278,7 @@ class Journal:
                 break
         if conn is not None:
             conn.close()
+        self.holder.release()
 
     def _transaction(self, conn: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
@@ -228,13 +324,14 @@ class Journal:
 
     async def append(self, entries: Sequence[Entry], *, claimed: bool = False) -> None:
         """Durably journal ``entries`` (committed and fsync'd when this returns)."""
+        mark = self.holder.token if claimed else 0
         rows = [
             (
                 e.cube.id,
                 e.cube.owner.user,
                 e.source,
                 e.batch,
-                1 if claimed else 0,
+                mark,
                 e.cube.content,
                 json.dumps(to_metadata(e.cube), ensure_ascii=False),
                 time.time(),
@@ -255,8 +352,9 @@ class Journal:
         self, key: str, user: str, request_hash: str, response: Any, entries: Sequence[Entry]
     ) -> None:
         """Journal an API batch and its idempotency record in one transaction (claimed by the caller)."""
+        mark = self.holder.token
         rows = [
-            (e.cube.id, e.cube.owner.user, e.source, key, 1, e.cube.content,
+            (e.cube.id, e.cube.owner.user, e.source, key, mark, e.cube.content,
              json.dumps(to_metadata(e.cube), ensure_ascii=False), time.time())
             for e in entries
         ]
@@ -335,16 +433,25 @@ class Journal:
     # -- reads ----------------------------------------------------------------------
 
     async def next_unclaimed(self, limit: int) -> list[Entry]:
-        """The oldest ``limit`` items waiting for the background writer."""
+        """The oldest ``limit`` items waiting for this process's background writer,
+        taken for it: free items, or items it took before and has not stored yet
+        (no other live process writes them)."""
+        taken = -self.holder.token
 
-        def select(conn: sqlite3.Connection) -> list[Entry]:
+        def take(conn: sqlite3.Connection) -> list[Entry]:
+            if self.durable and time.monotonic() - self._swept >= SWEEP_S:
+                self._sweep(conn)
             rows = conn.execute(
-                "SELECT seq, id, source, batch, document, meta FROM items WHERE claimed = 0 ORDER BY seq LIMIT ?",
-                (limit,),
+                "SELECT seq, id, source, batch, document, meta FROM items WHERE claimed = 0 OR claimed = ?"
+                " ORDER BY seq LIMIT ?",
+                (taken, limit),
             ).fetchall()
+            for chunk in _chunks([r[0] for r in rows]):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"UPDATE items SET claimed = ? WHERE seq IN ({marks})", (taken, *chunk))
             return [_entry(row) for row in rows]
 
-        return await self._run(select)
+        return await self._run(take)
 
     async def batch(self, key: str) -> tuple[Batch, list[Entry]] | None:
         """The idempotency record for ``key`` and its items still pending, or None."""
@@ -401,7 +508,8 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 
 
 def _depth(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT COUNT(*) FROM items WHERE claimed = 0").fetchone()[0])
+    """Items waiting for a background writer: free, or taken by one (claims of request handlers excluded)."""
+    return int(conn.execute("SELECT COUNT(*) FROM items WHERE claimed <= 0").fetchone()[0])
 
 
 def _entry(row: Sequence[Any]) -> Entry:
@@ -409,7 +517,7 @@ def _entry(row: Sequence[Any]) -> Entry:
     return Entry(from_record(memory_id, document, json.loads(meta)), source, batch, int(seq))
 
 
-def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+def _chunks(ids: list[Any], size: int = 500) -> list[list[Any]]:
     return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 

@@ -131,25 +131,23 @@ class OwnerIndex:
 
     def state(self) -> dict[str, object] | None:
         """What a snapshot keeps (memory/snapshot.py), or None without a full view; under ``lock``."""
-        from memory.snapshot import saved_view
+        from memory.snapshot import saved_bm25, saved_view
 
         view = self.view()
         if view is None:
             return None
         return {
-            "bm25": self.bm25, "view": saved_view(view), "profiles": dict(self.profiles),
+            "bm25": saved_bm25(self.bm25), "view": saved_view(view), "profiles": dict(self.profiles),
             "disclosed": dict(self.disclosed),
         }
 
     def restore(self, state: dict[str, object]) -> None:
         """Take a snapshot's state (from :meth:`state`); under ``lock``."""
+        from memory.snapshot import restored_bm25, restored_cubes
+
         view = state["view"]
         assert isinstance(view, OwnerView)
-        bm25 = state["bm25"]
-        assert isinstance(bm25, BM25Index)
-        from memory.snapshot import restored_cubes
-
-        self.bm25 = bm25
+        self.bm25 = restored_bm25(state["bm25"])  # type: ignore[arg-type]
         self.cubes = restored_cubes(view)  # memories decoded when first read
         rows = view.matrix.copy()  # the view's rows move (appends, discards); these stay put
         self.vectors = {memory_id: rows[pos] for pos, memory_id in enumerate(view.ids)}

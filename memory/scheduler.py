@@ -18,7 +18,9 @@ Policy (``memory.scheduler`` in the config), per owner seen since start:
   episodic turn older than ``episodic_ttl_s`` (0 = never), is archived.
 
 Every change goes through the engine, so the owner's core version changes at
-once (and stale KV caches are never used). Decisions are logged and kept
+once (and stale KV caches are never used). Where several processes share a
+Chroma server, only the holder of the scheduler lease (memory/lease.py)
+makes decisions; the others stand by and take over if it dies. Decisions are logged and kept
 per owner (:meth:`MemScheduler.decisions`, shown by
 ``GET /v1/memories?user=...&tier=core``).
 """
@@ -26,6 +28,7 @@ per owner (:meth:`MemScheduler.decisions`, shown by
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter, deque
@@ -34,6 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from memory.cube import META_KEY, Kind, MemCube, State, Tier, isoformat, parse_time, utcnow
+from memory.lease import ControlStore, Lease, LocalLease
 
 if TYPE_CHECKING:
     from memory.engine import MemoryEngine
@@ -42,6 +46,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("memproxy.scheduler")
 
 DECISIONS_KEPT = 100
+EVIDENCE_PREFIX = "evidence:"
+MAX_SHARED_USERS = 500  # most recently active owners a process shares evidence of ...
+MAX_SHARED_IDS = 64  # ... and, per owner, its most recalled (and most recently seen) memories
+EVIDENCE_FRESH_INTERVALS = 3  # another process's evidence counts while published this many intervals ago at most
 
 
 class RecallLog:
@@ -83,6 +91,54 @@ class RecallLog:
         }
 
 
+@dataclass(slots=True)
+class Evidence:
+    """What a pass decides on, per owner: recalls of each memory in the window, and when it last ranked."""
+
+    counts: dict[str, dict[str, int]]
+    seen: dict[str, dict[str, float]]
+
+    @classmethod
+    def of(cls, log: RecallLog, window: int, users: list[str] | None = None) -> Evidence:
+        users = log.users() if users is None else users
+        return cls(
+            {u: {m: n for m, n in log.recent(u, window).items() if n} for u in users},
+            {u: dict(log.last_seen.get(u, {})) for u in users},
+        )
+
+    def add(self, other: Evidence) -> None:
+        """Another process's evidence: recall counts add up, the latest sighting wins."""
+        for user, counts in other.counts.items():
+            mine = self.counts.setdefault(user, {})
+            for memory_id, n in counts.items():
+                mine[memory_id] = mine.get(memory_id, 0) + n
+        for user, seen in other.seen.items():
+            mine_seen = self.seen.setdefault(user, {})
+            for memory_id, at in seen.items():
+                mine_seen[memory_id] = max(at, mine_seen.get(memory_id, 0.0))
+
+    def users(self) -> list[str]:
+        return sorted(set(self.counts) | set(self.seen))
+
+    def trimmed(self, per_user: int) -> Evidence:
+        """At most ``per_user`` memories per owner by count, and as many by last sighting."""
+        counts = {u: dict(sorted(c.items(), key=lambda kv: -kv[1])[:per_user]) for u, c in self.counts.items()}
+        seen = {u: dict(sorted(s.items(), key=lambda kv: -kv[1])[:per_user]) for u, s in self.seen.items()}
+        return Evidence(counts, seen)
+
+    def dump(self, at: float) -> str:
+        return json.dumps({"at": at, "counts": self.counts, "seen": self.seen})
+
+    @classmethod
+    def parse(cls, document: str) -> tuple[float, Evidence] | None:
+        """(when it was published, the evidence), or None for a record that does not parse."""
+        try:
+            data = json.loads(document)
+            return float(data["at"]), cls(dict(data["counts"]), dict(data["seen"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     action: str  # promote | demote | expire
@@ -103,6 +159,11 @@ class MemScheduler:
         self._decisions: dict[str, deque[Decision]] = {}
         self.actions: Counter[str] = Counter()  # decisions made since start, by action (metrics)
         self._task: asyncio.Task[None] | None = None
+        self.lease: Lease = LocalLease()  # a StoreLease where processes share a Chroma server (engine.open)
+        # where processes share a store, each publishes its recall evidence there and the holder decides on all of it
+        self.shared: ControlStore | None = None
+        self.passes = 0  # passes this process made (it held the lease)
+        self.standby = 0  # ticks another process held the lease
 
     # -------------------------------------------------------------- lifecycle
 
@@ -123,9 +184,21 @@ class MemScheduler:
         while True:
             await asyncio.sleep(self.settings.interval_s)
             try:
-                await self.run_once()
+                await self.tick()
             except Exception:  # the scheduler must never take the proxy down
                 log.exception("scheduler pass failed")
+
+    async def tick(self) -> list[Decision] | None:
+        """One interval: a pass if this process holds the lease (its decisions), else None."""
+        await self._publish()
+        if not await self.lease.acquire():
+            self.standby += 1
+            return None
+        made = await self.run_once(await self._gather())
+        self.passes += 1
+        await self.lease.note_pass()
+        log.debug("scheduler pass %d by %s: %d decision(s)", self.passes, self.lease.holder, len(made))
+        return made
 
     # ----------------------------------------------------------------- policy
 
@@ -137,15 +210,54 @@ class MemScheduler:
         had_log = self.engine.recalls.forget(user)
         return self._decisions.pop(user, None) is not None or had_log
 
-    async def run_once(self) -> list[Decision]:
+    def _local(self, users: list[str] | None = None) -> Evidence:
+        return Evidence.of(self.engine.recalls, self.settings.window_requests, users)
+
+    async def _publish(self) -> None:
+        """Share this process's evidence (its most recently active owners) for whoever holds the lease."""
+        if self.shared is None:
+            return
+        seen = self.engine.recalls.last_seen
+        users = sorted(seen, key=lambda u: max(seen[u].values(), default=0.0), reverse=True)[:MAX_SHARED_USERS]
+        record = self._local(users).trimmed(MAX_SHARED_IDS).dump(self.clock())
+        await self.shared.control_put(f"{EVIDENCE_PREFIX}{self.lease.holder}", record)
+
+    async def _gather(self) -> Evidence:
+        """This process's evidence plus every other live process's (published in the last few
+        intervals; the records of processes gone for longer are deleted)."""
+        evidence = self._local()
+        if self.shared is None:
+            return evidence
+        mine = f"{EVIDENCE_PREFIX}{self.lease.holder}"
+        fresh_s = EVIDENCE_FRESH_INTERVALS * max(self.settings.interval_s, 1.0)
+        now = self.clock()
+        gone: list[str] = []
+        for record_id, document in (await self.shared.control_get(prefix=EVIDENCE_PREFIX)).items():
+            parsed = Evidence.parse(document) if record_id != mine else None
+            if parsed is None:
+                continue
+            at, other = parsed
+            if now - at <= fresh_s:
+                evidence.add(other)
+            elif now - at > 10 * fresh_s:
+                gone.append(record_id)
+        if gone:
+            await self.shared.control_delete(gone)
+        return evidence
+
+    async def run_once(self, evidence: Evidence | None = None) -> list[Decision]:
+        evidence = evidence or self._local()
         made: list[Decision] = []
-        for user in self.engine.recalls.users():
-            made.extend(await self.run_user(user))
+        for user in evidence.users():
+            if not self.lease.valid():  # fenced: the lease ran out mid-pass; the next holder goes on
+                break
+            made.extend(await self.run_user(user, evidence))
         return made
 
-    async def run_user(self, user: str) -> list[Decision]:
+    async def run_user(self, user: str, evidence: Evidence | None = None) -> list[Decision]:
         from memory.engine import MemoryPatch
 
+        evidence = evidence or self._local([user])
         now = self.clock()
         made: list[Decision] = []
         cubes = await self.engine.active_memories(user)
@@ -153,7 +265,7 @@ class MemScheduler:
         for cube, reason in expired:
             await self.engine.update(cube.id, MemoryPatch(state=State.ARCHIVED.value))
             made.append(self._decide("expire", cube, reason))
-        seen = self.engine.recalls.last_seen.get(user, {})
+        seen = evidence.seen.get(user, {})
         for cube in promoted:
             last = seen.get(cube.id)
             promoted_at = parse_time(cube.metadata[META_KEY]["promoted_at"])
@@ -164,7 +276,7 @@ class MemScheduler:
                 made.append(self._decide("demote", cube, f"not recalled for {self.settings.demote_idle_s:.0f}s"))
         core = await self.engine.core(user)
         used = core.tokens
-        counts = self.engine.recalls.recent(user, self.settings.window_requests)
+        counts = evidence.counts.get(user, {})
         ranked = sorted(
             (c for c in counts.items() if c[1] >= self.settings.promote_min_recalls and c[0] in by_id),
             key=lambda c: (-c[1], c[0]),

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+EmbeddingRuntime = Literal["auto", "onnx", "onnx-int8", "torch", "torch-bf16"]
+
 
 class SchedulerSettings(BaseModel):
     """The MemScheduler's policy (see memory/scheduler.py)."""
@@ -91,6 +93,11 @@ class MemorySettings(BaseModel):
     placement: Literal["system", "last_user"] = "system"
     write_enabled: bool = True
     embedding_model: str | None = None  # default: the packaged all-MiniLM-L6-v2
+    # runtime of each embedding lane (memory/embedder.py): auto | onnx | onnx-int8 | torch | torch-bf16
+    embedding_query_runtime: EmbeddingRuntime = "auto"  # auto: onnx
+    embedding_bulk_runtime: EmbeddingRuntime = "auto"  # auto: torch-bf16 on a CPU with AMX, else torch
+    embedding_bulk_threads: int = Field(default=1, ge=1)  # intra-op threads of the bulk lane
+    embedding_cache_dir: str | None = None  # the exported ONNX files; default: ~/.cache/memproxy
     store: Literal["chroma"] = "chroma"
     chroma_path: str | None = None  # default: <data_dir>/chroma
     chroma_url: str | None = None  # a Chroma server (``chroma run``) instead of the embedded store

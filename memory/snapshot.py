@@ -5,14 +5,14 @@ profiles and the arrays of memory/view.py with every vector) is saved to
 ``<data_dir>/index/<owner key>.snap``: a one-line JSON header (format,
 user, watermark) and a pickle of the index's state. Loading one is a file
 read and an unpickle (memories stay plain tuples until a search reads them),
-then the same delta as memory/coherence.py: the rows written since
-``watermark - clock skew`` (their write stamp, with vectors) are patched in,
-and the ids deleted since are dropped, from the change log's tombstones (or,
-for a snapshot older than the tombstones' retention, by comparing the
-owner's ids with the store's). An erase since the snapshot discards it.
-When the change log (which keeps write records for ``WRITE_RETENTION_S``)
-holds no write of the owner since, the owner's collection is not read at
-all.
+then the same delta as memory/coherence.py: the change log's records of
+the owner since ``watermark - clock skew`` name the memories written (read
+again by id, with vectors, and patched in) and deleted (dropped); an erase
+since discards the snapshot. With no record since, the owner's collection is
+not read at all. A snapshot older than the log keeps write records
+(``WRITE_RETENTION_S``) reads the rows written since by their write stamp
+(``_w``), and one older than the tombstones (``TOMBSTONE_RETENTION_S``)
+compares the owner's ids with the store's.
 
 Saved: soon after an owner is built from the store, every ``interval_s``
 for owners changed since their last save, and at shutdown. Forgetting a
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import gc
 import json
 import logging
 import os
@@ -39,7 +40,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memory.changelog import TOMBSTONE_RETENTION_S, WRITE_RETENTION_S, ChangeLog
+from memory.changelog import net as net_changes
+from memory.coherence import read_written
 from memory.cube import MemCube, Owner, Provenance, owner_key
+from memory.lexical import BM25Index
 from memory.longlived import settle
 
 if TYPE_CHECKING:
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 3  # 2: memories as per-row pickles; 3: BM25 postings too
 SUFFIX = ".snap"
 
 
@@ -80,7 +84,18 @@ def _read(path: Path, user: str) -> tuple[dict[str, Any], dict[str, Any]] | None
         header = json.loads(handle.readline())
         if header.get("format") != FORMAT or header.get("user") != user:
             return None
-        return header, pickle.loads(handle.read())
+        blob = handle.read()
+    # no collections while the index is unpickled (each would walk the whole
+    # warmed process: ~6x the unpickle itself); what it made is long-lived
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        state = pickle.loads(blob)
+    finally:
+        if enabled:
+            gc.enable()
+    settle()
+    return header, state
 
 
 def _header(path: Path) -> dict[str, Any] | None:
@@ -146,20 +161,22 @@ class Snapshots:
         since = float(header["watermark"]) - self.skew_s
         deleted: set[str]
         now = time.time()
-        writes_logged = False  # the log holds every write since: none logged, none to read
+        changed: list[MemCube] = []
+        vectors: list[np.ndarray] = []
         if since >= now - TOMBSTONE_RETENTION_S + 3600:
-            records = await self._changes.since(since, owner_key(user))
-            if any(r.op == "erase" for r in records):
+            net = net_changes(await self._changes.since(since, owner_key(user)))
+            if net.erased:
                 self.discard(user)
                 return None
-            deleted = {i for r in records if r.op == "delete" for i in r.ids}
-            writes_logged = since >= now - WRITE_RETENTION_S + 60 and not any(r.op == "write" for r in records)
+            deleted = set(net.deleted)
+            if since >= now - WRITE_RETENTION_S + 60:  # the log names every memory written since
+                changed, vectors, gone = await read_written(self._store.inner, user, net.written)
+                deleted |= gone
+            else:
+                changed, vectors = await self._store.inner.changed_since(user, since)
         else:  # older than the tombstones kept: compare ids with the store's
             stored = await self._store.inner.ids(user)
             deleted = {i for i in state["view"].ids if i not in stored}
-        changed: list[MemCube] = []
-        vectors: list[np.ndarray] = []
-        if not writes_logged:
             changed, vectors = await self._store.inner.changed_since(user, since)
         self.restored += 1
         stats = self.last_restore = {"read_ms": (t1 - t0) * 1000, "delta_ms": (time.perf_counter() - t1) * 1000, "changed": len(changed)}
@@ -245,23 +262,23 @@ class Snapshots:
 
 # -- the saved form: memories as plain tuples, made MemCubes when first read ---------------
 
-Row = tuple[Any, ...]
+Row = bytes  # one memory, pickled on its own: a snapshot's list of them unpickles in no time
 
 
 def encode(cube: MemCube) -> Row:
-    """A memory as a tuple of plain values (unpickled without a Python call per field)."""
+    """A memory as the pickle of a tuple of plain values."""
     owner, prov = cube.owner, cube.provenance
-    return (
+    return pickle.dumps((
         cube.id, (owner.user, owner.session, owner.agent), cube.content, cube.kind, cube.tier, cube.state,
         cube.version, cube.event_time, cube.created_at, cube.updated_at,
         (prov.request_id, prov.model, prov.roles, prov.source_ids), cube.metadata, cube.tokens,
         cube.standing, cube.domains,
-    )
+    ), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def decode(row: Row) -> MemCube:
     (memory_id, owner, content, kind, tier, state, version, event_time, created_at, updated_at, prov,
-     metadata, tokens, standing, domains) = row
+     metadata, tokens, standing, domains) = pickle.loads(row)
     return MemCube(
         id=memory_id, owner=Owner(*owner), content=content, kind=kind, tier=tier, state=state, version=version,
         event_time=event_time, created_at=created_at, updated_at=updated_at, provenance=Provenance(*prov),
@@ -277,7 +294,7 @@ class LazyCubeList(list):
         if isinstance(key, slice):
             return [self[i] for i in range(*key.indices(len(self)))]
         value = list.__getitem__(self, key)
-        if type(value) is tuple:
+        if type(value) is bytes:
             value = decode(value)
             list.__setitem__(self, key, value)
         return value
@@ -290,32 +307,76 @@ class LazyCubeList(list):
         return (LazyCubeList, ([_row(v) for v in list.__iter__(self)],))
 
 
-class LazyCubeDict(dict):
-    """An OwnerIndex's ``cubes`` after a restore (see :class:`LazyCubeList`)."""
+class LazyDict(dict):
+    """A dict whose values may still be pickled bytes, unpickled when first read."""
 
-    def __getitem__(self, key: str) -> MemCube:
+    @staticmethod
+    def _decode(value: bytes) -> Any:
+        return pickle.loads(value)
+
+    def __getitem__(self, key: Any) -> Any:
         value = dict.__getitem__(self, key)
-        if type(value) is tuple:
-            value = decode(value)
+        if type(value) is bytes:
+            value = self._decode(value)
             dict.__setitem__(self, key, value)
         return value
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: Any, default: Any = None) -> Any:
         return self[key] if key in self else default
 
-    def pop(self, key: str, *default: Any) -> Any:
-        value = dict.pop(self, key, *default)
-        return decode(value) if type(value) is tuple else value
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key in self:
+            return self[key]
+        dict.__setitem__(self, key, default)
+        return default
 
-    def values(self) -> list[MemCube]:  # type: ignore[override]
+    def pop(self, key: Any, *default: Any) -> Any:
+        value = dict.pop(self, key, *default)
+        return self._decode(value) if type(value) is bytes else value
+
+    def values(self) -> list[Any]:  # type: ignore[override]
         return [self[k] for k in self]
 
-    def items(self) -> list[tuple[str, MemCube]]:  # type: ignore[override]
+    def items(self) -> list[tuple[Any, Any]]:  # type: ignore[override]
         return [(k, self[k]) for k in self]
 
 
+class LazyCubeDict(LazyDict):
+    """An OwnerIndex's ``cubes`` after a restore (see :class:`LazyCubeList`)."""
+
+    @staticmethod
+    def _decode(value: bytes) -> Any:
+        return decode(value)
+
+
+def _pickled(value: Any) -> bytes:
+    return value if type(value) is bytes else pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def saved_bm25(bm25: BM25Index) -> dict[str, Any]:
+    """A BM25 index to pickle: each term's postings and each memory's terms pickled apart
+    (a search reads the postings of its own terms only)."""
+    return {
+        "k1": bm25.k1,
+        "b": bm25.b,
+        "postings": {term: _pickled(dict.__getitem__(bm25._postings, term)) for term in bm25._postings},
+        "lengths": bm25._lengths,
+        "terms": {doc: _pickled(dict.__getitem__(bm25._terms, doc)) for doc in bm25._terms},
+        "total": bm25._total,
+    }
+
+
+def restored_bm25(state: dict[str, Any]) -> BM25Index:
+    bm25 = BM25Index(k1=state["k1"], b=state["b"])
+    bm25._postings = LazyDict(state["postings"])
+    bm25._lengths = state["lengths"]
+    bm25._terms = LazyDict(state["terms"])
+    bm25._total = state["total"]
+    return bm25
+
+
 def _row(value: Any) -> Row:
-    return value if type(value) is tuple else encode(value)
+    return value if type(value) is bytes else encode(value)
 
 
 def saved_view(view: Any) -> Any:
@@ -325,7 +386,7 @@ def saved_view(view: Any) -> Any:
     n = view.n
     for name in ("_matrix", "_sessions", "_recency", "_days", "_months", "_speakers"):
         setattr(out, name, getattr(view, name)[:n])
-    out.cubes = LazyCubeList(view.cubes if isinstance(view.cubes, LazyCubeList) else [encode(c) for c in view.cubes])
+    out.cubes = LazyCubeList([_row(v) for v in list.__iter__(view.cubes)])  # rows stay rows: nothing decoded
     out._mentioned = None
     return out
 

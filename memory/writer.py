@@ -35,6 +35,7 @@ BATCH_SIZE = 64
 BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 POLL_S = 0.01
+IDLE_LOOK_S = 2.0  # an idle writer looks at the journal this often (work another process left behind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,10 @@ class JournalWriter:
             finally:
                 self._busy = False
                 self.in_flight = []
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=IDLE_LOOK_S)
+            except TimeoutError:
+                continue  # nobody here journaled anything; a process sharing the journal may have died
             if self._linger_s > 0:  # let a burst of turns share one embed + store call
                 await asyncio.sleep(self._linger_s)
 

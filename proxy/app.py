@@ -52,11 +52,13 @@ from proxy.openai.responses.serving import ResponsesServing
 from proxy.pipeline import MemoryPipeline
 from proxy.portable import router as portable
 from proxy.services import Services
+from proxy.serving import Drain
 
 log = logging.getLogger("memproxy")
 
 VERSION = "0.1.0"
 WARMUP_TIMEOUT_S = 10.0
+DRAIN_FLUSH_S = 10.0  # at shutdown, how long journaled writes may take to reach the store
 
 
 def create_app(
@@ -71,6 +73,7 @@ def create_app(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.drain.watch()  # SIGTERM: /readyz says draining while requests in flight finish
         svc = await build_services(settings, engine, upstream, registry, identity, embedder, tracing)
         app.state.services = svc
         app.state.mcp = MountedMCP(app, settings.host)
@@ -88,6 +91,7 @@ def create_app(
             tracing.shutdown()
 
     app = FastAPI(title="memproxy", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.drain = Drain()
     install_handlers(app)
     tracing = setup_tracing(app, settings.observability.tracing, span_exporter)  # off: a no-op
     # portable before memories: /v1/memories/export is not a memory id
@@ -189,6 +193,10 @@ async def _warm_upstream(upstream: Upstream) -> None:
 async def _close(svc: Services, *, owns_engine: bool, owns_upstream: bool) -> None:
     await svc.ollama.aclose()
     await svc.engine.scheduler.aclose()
+    try:  # drain: what was acknowledged reaches the store now (what does not stays journaled)
+        await asyncio.wait_for(svc.engine.flush(), timeout=DRAIN_FLUSH_S)
+    except TimeoutError:
+        log.warning("shutdown: %d journaled write(s) not stored yet; replayed at the next start", svc.engine.writer.depth)
     if owns_engine:
         await svc.engine.aclose()
     else:

@@ -45,6 +45,10 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ollama-base-url", help="the Ollama server behind /api/* (default http://127.0.0.1:11434)")
     parser.add_argument("--auth-mode", choices=("auto", "none", "keys"), help="auto (default): open on loopback only")
     parser.add_argument("--log-level")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes on this port (>1 needs memory.chroma_url; docs/deployment.md)")
+    parser.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
+                        help="on SIGTERM, how long requests in flight may take to finish (default 30)")
     parser.set_defaults(handler=_serve)
 
 
@@ -176,44 +180,33 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from proxy.app import create_app
     from proxy.config import load_settings
+    from proxy.serving import run, workers_problem
 
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "data_dir": args.data_dir,
+        "log_level": args.log_level,
+        "upstream": {
+            "base_url": args.upstream_base_url,
+            "model": args.upstream_model,
+            "api_key": args.upstream_api_key,
+            "provider": args.upstream_provider,
+        },
+        "ollama": {"base_url": args.ollama_base_url},
+        "auth": {"mode": args.auth_mode},
+    }
     try:
-        settings = load_settings(
-            args.config,
-            host=args.host,
-            port=args.port,
-            data_dir=args.data_dir,
-            log_level=args.log_level,
-            upstream={
-                "base_url": args.upstream_base_url,
-                "model": args.upstream_model,
-                "api_key": args.upstream_api_key,
-                "provider": args.upstream_provider,
-            },
-            ollama={"base_url": args.ollama_base_url},
-            auth={"mode": args.auth_mode},
-        )
+        settings = load_settings(args.config, **overrides)
         settings.resolved_auth_mode()  # the safe default: refuse an open proxy on a network address
+        problem = workers_problem(args.workers, settings.memory.chroma_url)
+        if problem:
+            raise ValueError(problem)
     except (OSError, ValueError) as exc:
         print(f"memproxy: {exc}", file=sys.stderr)
         return 2
-    level = settings.log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        # with the h11 parser, let headers up to limits.max_header_bytes reach the limits middleware (431, OpenAI shape)
-        h11_max_incomplete_event_size=settings.limits.max_header_bytes + 1024,
-    )
-    return 0
+    return run(args.config, overrides, workers=args.workers, drain_timeout_s=args.drain_timeout)
 
 
 if __name__ == "__main__":

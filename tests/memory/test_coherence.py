@@ -209,12 +209,18 @@ def test_snapshot_and_delta_after_a_restart_equal_a_rebuild(embedder: Embedder, 
         index = restored._lexical._cache["alice"]
         assert added[0].id in index.cubes and "Pretzel" in index.cubes[cubes[0].id].content
         assert cubes[1].id not in index.cubes and cubes[2].id not in index.cubes
-        await restored.aclose()
+        await restored.aclose()  # saves the snapshot again, the delta folded in
+
+        again = await _open(embedder, tmp_path, snapshot={"warm_owners": 0})
+        got_again = [await _ranked(again, q) for q in queries + ["sister Oslo"]]
+        assert again.snapshots is not None and again.snapshots.restored == 1
+        await again.aclose()
 
         rebuilt = await _open(embedder, tmp_path, snapshot={"enabled": False})
         want = [await _ranked(rebuilt, q) for q in queries + ["sister Oslo"]]
         await rebuilt.aclose()
         assert got == want
+        assert got_again == want
 
     asyncio.run(scenario())
 

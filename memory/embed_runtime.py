@@ -1,0 +1,188 @@
+"""The runtimes an embedding lane can run on (see :mod:`memory.embedder`).
+
+Every runtime turns texts into L2-normalised float32 vectors of the same
+model (mean pooling over at most 256 word pieces); they differ in speed and
+in the last digits of the vectors (``memproxy bench embed`` measures both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+RUNTIMES = ("auto", "onnx", "onnx-int8", "torch", "torch-bf16")
+MAX_SEQ_LENGTH = 256  # the model's own limit (sentence_bert_config.json)
+# Rows x padded length per ONNX call: bounds the attention tensors (and so
+# the runtime's peak memory) of a batch of long texts; short texts still go
+# ``batch_size`` at a time.
+BATCH_TOKENS = 4096
+
+
+class Runtime(Protocol):
+    name: str
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """``(len(texts), 384)`` float32, each row L2-normalised."""
+        ...
+
+
+def has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU has AMX bfloat16 tiles (Linux; False where unknown)."""
+    try:
+        with cpuinfo.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        return False
+    return False
+
+
+def resolve(lane: str, runtime: str) -> str:
+    """The concrete runtime ``runtime`` means on ``lane`` (``auto`` resolved)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown embedding runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+    if runtime != "auto":
+        return runtime
+    if lane == "query":
+        return "onnx"
+    return "torch-bf16" if has_amx() else "torch"
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class TorchRuntime:
+    """sentence-transformers on torch; ``bf16``: under bfloat16 autocast."""
+
+    def __init__(self, model_path: str, *, batch_size: int, threads: int | None, bf16: bool) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.name = "torch-bf16" if bf16 else "torch"
+        self._bf16 = bf16
+        self._batch_size = batch_size
+        self._model: SentenceTransformer = SentenceTransformer(model_path, device="cpu")
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
+        with autocast:
+            vectors = self._model.encode(
+                texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return _normalised(vectors) if self._bf16 else np.asarray(vectors, dtype=np.float32)
+
+
+def _tokenizer(model_path: str) -> Tokenizer:
+    from tokenizers import Tokenizer
+
+    root = Path(model_path)
+    tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
+    limit = MAX_SEQ_LENGTH
+    config = root / "sentence_bert_config.json"
+    if config.exists():
+        limit = int(json.loads(config.read_text(encoding="utf-8")).get("max_seq_length", limit))
+    tokenizer.enable_truncation(max_length=limit)
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def _session(path: Path, threads: int | None) -> onnxruntime.InferenceSession:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_cpu_mem_arena = False  # no arena held at the size of the largest batch ever seen
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxRuntime:
+    """ONNX Runtime on the exported model; mean pooling and normalisation in numpy."""
+
+    def __init__(self, name: str, session: onnxruntime.InferenceSession, tokenizer: Tokenizer, *,
+                 batch_size: int, model_path: str, threads: int | None) -> None:
+        self.name = name
+        self.threads = threads
+        self.session = session
+        self._tokenizer = tokenizer
+        self._batch_size = batch_size
+        self._model_path = model_path
+
+    @classmethod
+    def load(cls, name: str, model_path: str, *, batch_size: int, threads: int | None,
+             cache_dir: str | Path | None) -> OnnxRuntime:
+        from memory.onnx_export import onnx_model
+
+        path = onnx_model(model_path, "int8" if name == "onnx-int8" else "fp32", cache_dir)
+        return cls(name, _session(path, threads), _tokenizer(model_path), batch_size=batch_size,
+                   model_path=model_path, threads=threads)
+
+    def sibling(self, batch_size: int) -> OnnxRuntime:
+        """The same session (thread-safe to run) with a tokenizer of its own."""
+        return OnnxRuntime(self.name, self.session, _tokenizer(self._model_path), batch_size=batch_size,
+                           model_path=self._model_path, threads=self.threads)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
+        lengths = [len(e.ids) for e in encodings]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)  # similar lengths share a batch
+        out = np.empty((len(texts), 0), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while (end < len(order) and end - start < self._batch_size
+                   and (end - start + 1) * lengths[order[end]] <= BATCH_TOKENS):
+                end += 1
+            rows = order[start:end]
+            width = lengths[rows[-1]]
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                ids[r, : lengths[i]] = encodings[i].ids
+                mask[r, : lengths[i]] = 1
+            hidden = self.session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            )[0]
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            if out.shape[1] == 0:
+                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
+            out[rows] = _normalised(pooled)
+            start = end
+        return out
+
+
+def load_runtime(name: str, model_path: str, *, batch_size: int, threads: int | None,
+                 cache_dir: str | Path | None, shared: Iterable[Any] = ()) -> Runtime:
+    """Load ``name`` (concrete, see :func:`resolve`); an ONNX session already
+    loaded for another lane (in ``shared``) with the same threads is reused."""
+    if name in ("onnx", "onnx-int8"):
+        for other in shared:
+            if isinstance(other, OnnxRuntime) and other.name == name and other.threads == threads:
+                return other.sibling(batch_size)
+        return OnnxRuntime.load(name, model_path, batch_size=batch_size, threads=threads, cache_dir=cache_dir)
+    if name in ("torch", "torch-bf16"):
+        return TorchRuntime(model_path, batch_size=batch_size, threads=threads, bf16=name == "torch-bf16")
+    raise ValueError(f"unknown embedding runtime {name!r}")

@@ -1,0 +1,146 @@
+"""The embedding runtimes: same model, same vectors, ONNX built once per machine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from memory.embed_runtime import RUNTIMES, resolve
+from memory.embedder import Embedder
+from memory.onnx_export import ensure_file
+from memory.settings import MemorySettings
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXTS = [
+    "I adopted a rescue greyhound named Biscuit last spring.",
+    "User: what's a good stretch after running?\nAssistant: Try a standing quad stretch: hold your ankle "
+    "behind you for thirty seconds, keep your knees together, then switch legs. " * 12,
+    "ok",
+]
+
+
+def test_the_query_and_bulk_lanes_give_the_same_vectors(embedder: Embedder) -> None:
+    async def both() -> tuple[np.ndarray, np.ndarray]:
+        return await embedder.embed_query(TEXTS), await embedder.embed(TEXTS)
+
+    query, bulk = asyncio.run(both())
+    assert query.shape == bulk.shape == (3, 384) and query.dtype == bulk.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(query, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(bulk, axis=1), 1.0, atol=1e-5)
+    # the lanes may run different runtimes (onnx fp32 / torch bf16): same space, agreeing to 1e-3
+    assert float((query * bulk).sum(axis=1).min()) > 0.999, embedder.runtimes
+
+
+def test_onnx_fp32_matches_torch_fp32_and_int8_stays_close(embedder: Embedder) -> None:
+    reference = Embedder(query_runtime="torch", bulk_runtime="onnx-int8", cache_dir=embedder.cache_dir)
+    onnx = Embedder(query_runtime="onnx", bulk_runtime="onnx", cache_dir=embedder.cache_dir)
+    try:
+        async def run() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return await reference.embed_query(TEXTS), await onnx.embed(TEXTS), await reference.embed(TEXTS)
+
+        torch_fp32, onnx_fp32, onnx_int8 = asyncio.run(run())
+    finally:
+        reference.close()
+        onnx.close()
+    assert float((torch_fp32 * onnx_fp32).sum(axis=1).min()) > 0.99999
+    assert float((torch_fp32 * onnx_int8).sum(axis=1).min()) > 0.95  # 0.967 for 'ok', ~0.995 for sentences
+
+
+def test_auto_resolves_per_lane_and_unknown_runtimes_are_refused() -> None:
+    assert resolve("query", "auto") == "onnx"
+    assert resolve("bulk", "auto") in ("torch", "torch-bf16")
+    assert resolve("bulk", "onnx-int8") == "onnx-int8"
+    with pytest.raises(ValueError, match="unknown embedding runtime"):
+        resolve("query", "tensorrt")
+    with pytest.raises(ValidationError):
+        MemorySettings(embedding_bulk_runtime="tensorrt")  # type: ignore[arg-type]
+    assert set(RUNTIMES) == {"auto", "onnx", "onnx-int8", "torch", "torch-bf16"}
+
+
+BUILDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from memory.onnx_export import ensure_file
+
+    target, log = Path(sys.argv[1]), Path(sys.argv[2])
+
+    def build(tmp: Path) -> None:
+        with log.open("a") as f:
+            f.write("built\\n")
+        tmp.write_bytes(b"half")
+        time.sleep(0.5)  # a reader must never see the half-written file
+        tmp.write_bytes(b"complete")
+
+    print(ensure_file(target, build).read_bytes().decode())
+    """
+)
+
+
+def test_concurrent_processes_build_the_file_once_and_never_see_half_of_it(tmp_path: Path) -> None:
+    target, log = tmp_path / "cache" / "model.onnx", tmp_path / "builds.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", BUILDER, str(target), str(log)], stdout=subprocess.PIPE, env=env,
+                         text=True)
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert outputs == ["complete"] * 3
+    assert log.read_text().splitlines() == ["built"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.onnx", "model.onnx.lock"]  # no temp left
+    assert ensure_file(target, lambda tmp: pytest.fail("rebuilt an existing file")) == target
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
+    target = tmp_path / "model.onnx"
+
+    def broken(tmp: Path) -> None:
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("export failed")
+
+    with pytest.raises(RuntimeError, match="export failed"):
+        ensure_file(target, broken)
+    assert not target.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx.lock"]
+
+
+def test_the_onnx_runtime_never_loads_torch(embedder: Embedder) -> None:
+    """Both lanes on ONNX (the file already built by the session's embedder): no torch in the process."""
+    code = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from memory.embedder import Embedder
+        e = Embedder(query_runtime="onnx", bulk_runtime="onnx", cache_dir={str(embedder.cache_dir or "") or None!r})
+        asyncio.run(e.warmup())
+        print(e.runtimes["query"], e.runtimes["bulk"], "torch" in sys.modules)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["onnx", "onnx", "False"]
+
+
+def test_a_bulk_lane_with_its_own_threads_gets_its_own_session(embedder: Embedder) -> None:
+    split = Embedder(query_runtime="onnx", bulk_runtime="onnx", bulk_threads=2, cache_dir=embedder.cache_dir)
+    shared = Embedder(query_runtime="onnx", bulk_runtime="onnx", cache_dir=embedder.cache_dir)
+    try:
+        for e in (split, shared):
+            asyncio.run(e.warmup())
+        assert split._models["bulk"].session is not split._models["query"].session  # type: ignore[attr-defined]
+        assert shared._models["bulk"].session is shared._models["query"].session  # type: ignore[attr-defined]
+        vectors = asyncio.run(split.embed(TEXTS))
+        assert float((vectors * asyncio.run(shared.embed(TEXTS))).sum(axis=1).min()) > 0.99999
+    finally:
+        split.close()
+        shared.close()
