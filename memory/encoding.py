@@ -29,8 +29,6 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 SENTENCE_WEIGHT = 0.5
-USER_SHARE = 0.5
-USER_PREFIX = "User: "
 MAX_SENTENCES = 32  # beyond this, the rest of a long text shares the last part
 EMBED_CHUNK = 64  # the embedder's batch size (see _embed_by_length)
 _LABEL = re.compile(r"^([^:\n]{1,40}):\s+(.*)$", re.S)
@@ -60,18 +58,6 @@ def sentences(text: str) -> list[str]:
     if len(out) > MAX_SENTENCES:
         out = out[: MAX_SENTENCES - 1] + [" ".join(out[MAX_SENTENCES - 1 :])]
     return out
-
-
-def side_weights(parts: list[str]) -> np.ndarray:
-    """Weights of a memory's sentences in its sentence mean: in a chat turn
-    (``User: …`` and ``Assistant: …`` lines), the user's sentences together weigh
-    :data:`USER_SHARE` however long the reply runs, since what the user said is
-    what they ask about later; otherwise all sentences weigh the same."""
-    mine = np.array([p.startswith(USER_PREFIX) for p in parts])
-    users = int(mine.sum())
-    if users == 0 or users == len(parts) or not any(p.startswith("Assistant: ") for p in parts):
-        return np.ones(len(parts))
-    return np.where(mine, USER_SHARE / users, (1.0 - USER_SHARE) / (len(parts) - users))
 
 
 async def _embed_by_length(embed: Embed, texts: list[str]) -> np.ndarray:
@@ -104,7 +90,7 @@ async def encode(embed: Embed, texts: list[str]) -> np.ndarray:
     for i, p in enumerate(parts):
         if not p:
             continue
-        mean = np.average(vectors[at : at + len(p)], axis=0, weights=side_weights(p))
+        mean = vectors[at : at + len(p)].mean(axis=0)
         at += len(p)
         blend = (1.0 - SENTENCE_WEIGHT) * out[i] + SENTENCE_WEIGHT * mean
         out[i] = blend / max(float(np.linalg.norm(blend)), 1e-12)
