@@ -41,6 +41,8 @@ from memory.limits import check_batch, check_content, check_metadata, clip_conte
 from memory.longlived import settle
 from memory.pack_owner import is_pack_owner
 from memory.packrecall import PackSource, with_pack_hits
+from memory.profile import EMPTY as EMPTY_PROFILE
+from memory.profile import Profile, build_profile, without_superseded
 from memory.querybatch import QueryBatcher
 from memory.recall import (
     DATES_KEY,
@@ -56,6 +58,7 @@ from memory.redact import Redactor
 from memory.render import render_item
 from memory.scheduler import MemScheduler, RecallLog
 from memory.snapshot import Restore, Snapshots
+from memory.snippets import excerpted
 from memory.standing import DOMAIN_FLOOR, DomainBridge, bridge_scores
 from memory.store import MemoryStore
 from memory.timeparse import QueryTime, query_time, resolve_relative
@@ -115,6 +118,7 @@ class CoreSet:
     items: list[MemCube]
     version: str
     tokens: int
+    profile: tuple[str, ...] = ()  # the user's self-disclosures (memory/profile.py), rendered with the core block
 
     @property
     def texts(self) -> list[str]:
@@ -519,7 +523,18 @@ class MemoryEngine:
             ranked = await with_pack_hits(self, self.packs, user, query, ranked, budget, max_items, now)
             if trace is not None:
                 trace.add_ranked(ranked, source="pack")
-        return await self.offload(pack, ranked, budget, max_items, self.counter.count, trace)
+        index = await self._lexical.index(user)
+
+        def excerpt_and_pack(ix: OwnerIndex) -> RecallResult:  # long memories as their relevant part
+            shown = ranked
+            gone = {} if is_pack_owner(user) else self._current_profile(ix).superseded
+            if gone:  # statements a newer one replaced are not injected as current (memory/profile.py)
+                count = self.counter.count
+                shown = [(without_superseded(c, gone[c.id], count) if c.id in gone else c, s) for c, s in ranked]
+            short = excerpted(shown, query, ix.bm25.idf, self.counter.count, budget)
+            return pack(short, budget, max_items, self.counter.count, trace)
+
+        return await self._lexical.read(index, excerpt_and_pack)
 
     async def _ranked(
         self,
@@ -623,7 +638,37 @@ class MemoryEngine:
 
     async def core(self, user: str) -> CoreSet:
         """``user``'s core memories: active, oldest first, packed into
-        ``memory.core_token_budget`` (in order; one that does not fit is skipped)."""
+        ``memory.core_token_budget`` (in order; one that does not fit is skipped),
+        with the user's profile (:meth:`profile`); the version covers both."""
+        core = await self._core_set(user)
+        profile = await self.profile(user)
+        if not profile.lines:
+            return core
+        version = hashlib.sha256(f"{core.version}\0{profile.version}".encode()).hexdigest()[:16]
+        return CoreSet(core.items, version, core.tokens, profile.lines)
+
+    async def profile(self, user: str) -> Profile:
+        """What ``user`` said about themselves, newest per topic, within
+        ``memory.profile_token_budget`` (memory/profile.py); rebuilt only when a
+        disclosure changed, so it stays byte-identical in between."""
+        if is_pack_owner(user):
+            return EMPTY_PROFILE
+        index = await self._lexical.index(user)
+        return await self._lexical.read(index, self._current_profile)
+
+    def _current_profile(self, ix: OwnerIndex) -> Profile:
+        """The profile of the owner's index, rebuilt only when a disclosure changed."""
+        budget = self.settings.profile_token_budget
+        memo = ix.profile_memo
+        if memo is not None and memo[0] == ix.disclosed_version and memo[1] == budget:
+            return memo[2]  # type: ignore[return-value]
+        found = (d for ds in ix.disclosed.values() for d in ds)
+        profile = build_profile(found, budget, self.counter.count)
+        ix.profile_memo = (ix.disclosed_version, budget, profile)
+        return profile
+
+    async def _core_set(self, user: str) -> CoreSet:
+        """``user``'s core set without the profile."""
         await self._fresh()
         cached = self._core.get(user)
         if cached is not None:
