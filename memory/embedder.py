@@ -19,10 +19,12 @@ Each lane runs one of these runtimes (:mod:`memory.embed_runtime`;
   fraction of torch's per-call overhead, and torch is never loaded;
 - ``onnx-int8``: the same with dynamically quantised int8 weights;
 - ``torch``: sentence-transformers on torch fp32 (the reference);
-- ``torch-bf16``: the same under bfloat16 autocast, which runs on the CPU's
-  AMX tiles where it has them (Sapphire Rapids and later);
+- ``torch-bf16``: the same under bfloat16 autocast, which runs on the
+  CPU's AMX tiles where it has them (Sapphire Rapids and later);
 - ``auto``: ``onnx`` for queries; for the bulk lane ``torch-bf16`` on a CPU
-  with AMX, else ``torch``.
+  with AMX, else ``torch``. Should the ONNX file be impossible to build or
+  load (an unwritable cache, a missing package), ``auto`` logs a warning and
+  runs the lane on ``torch``.
 
 Loading takes seconds, so one ``Embedder`` is meant to be shared by every
 engine in a process.
@@ -31,6 +33,7 @@ engine in a process.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +42,8 @@ import numpy as np
 
 from memory.embed_runtime import RUNTIMES, Runtime, load_runtime, resolve
 from memory.priority import lower_this_thread
+
+log = logging.getLogger(__name__)
 
 DIMENSIONS = 384
 BATCH_SIZE = 64
@@ -83,6 +88,7 @@ class Embedder:
         # so a torch query lane shares it; an ONNX query lane keeps its own single thread.
         self.bulk_threads = threads if bulk_threads is None else bulk_threads
         self.cache_dir = cache_dir
+        self.requested = {QUERY: query_runtime, BULK: bulk_runtime}
         self.runtimes = {QUERY: resolve(QUERY, query_runtime), BULK: resolve(BULK, bulk_runtime)}
         self._lanes = {
             lane: ThreadPoolExecutor(  # writes yield the CPU to queries (memory/priority.py)
@@ -98,12 +104,25 @@ class Embedder:
         with self._lock:
             model = self._models.get(lane)
             if model is None:
-                model = self._models[lane] = load_runtime(
-                    self.runtimes[lane], self.model_path, batch_size=self.batch_size,
-                    threads=self.bulk_threads if lane == BULK else self.threads,
-                    cache_dir=self.cache_dir, shared=self._models.values(),
-                )
+                try:
+                    model = self._load_runtime(lane, self.runtimes[lane])
+                except (OSError, ImportError, RuntimeError) as exc:
+                    if self.requested[lane] != "auto" or not self.runtimes[lane].startswith("onnx"):
+                        raise
+                    # ``auto`` never leaves a lane without a model: torch needs no exported file
+                    log.warning("embedding %s lane: %s unavailable (%s: %s); using torch",
+                                lane, self.runtimes[lane], type(exc).__name__, exc)
+                    self.runtimes[lane] = "torch"
+                    model = self._load_runtime(lane, "torch")
+                self._models[lane] = model
             return model
+
+    def _load_runtime(self, lane: str, runtime: str) -> Runtime:
+        return load_runtime(
+            runtime, self.model_path, batch_size=self.batch_size,
+            threads=self.bulk_threads if lane == BULK else self.threads,
+            cache_dir=self.cache_dir, shared=self._models.values(),
+        )
 
     def _encode(self, lane: str, texts: list[str]) -> np.ndarray:
         model = self._models.get(lane) or self._load(lane)

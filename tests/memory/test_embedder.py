@@ -144,3 +144,18 @@ def test_a_bulk_lane_with_its_own_threads_gets_its_own_session(embedder: Embedde
     finally:
         split.close()
         shared.close()
+
+
+def test_auto_falls_back_to_torch_when_the_onnx_file_cannot_be_built(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache directory should be")
+    fallback = Embedder(query_runtime="auto", bulk_runtime="torch", cache_dir=blocked)
+    explicit = Embedder(query_runtime="onnx", bulk_runtime="torch", cache_dir=blocked)
+    try:
+        vectors = asyncio.run(fallback.embed_query(TEXTS[:1]))
+        assert vectors.shape == (1, 384) and fallback.runtimes["query"] == "torch"
+        with pytest.raises(OSError):  # asked for onnx by name: no silent substitute
+            asyncio.run(explicit.embed_query(TEXTS[:1]))
+    finally:
+        fallback.close()
+        explicit.close()
