@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install browser serve test lint bench-latency bench-locomo clean
+.PHONY: install browser serve test lint bench-latency bench-locomo bench-longmemeval bench-facts clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ lint: $(STAMP)
 # The fake upstream lives in testing/ (source tree only, not in the wheel).
 bench-latency: $(STAMP)
 	PYTHONPATH=. $(BIN)/memproxy bench latency $(ARGS)
+
+bench-longmemeval: $(STAMP)
+	$(BIN)/memproxy bench longmemeval $(ARGS)
+
+bench-facts: $(STAMP)
+	PYTHONPATH=. $(BIN)/memproxy bench facts $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

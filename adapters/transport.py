@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 
 from adapters.errors import UpstreamTimeout, UpstreamUnavailable
 
@@ -43,9 +44,12 @@ async def error_body(response: httpx.Response, peer: str) -> bytes:
 def json_object(content: bytes, peer: str) -> dict[str, Any]:
     """A JSON object body, or a 502 naming ``peer``."""
     try:
-        value = json.loads(content)
-    except ValueError as exc:
-        raise UpstreamUnavailable(f"{_capital(peer)} returned invalid JSON.") from exc
+        value = orjson.loads(content)  # every streamed chunk passes here: the fast parser first
+    except orjson.JSONDecodeError:
+        try:  # what orjson refuses but the standard library reads (NaN, Infinity, a stray BOM)
+            value = json.loads(content)
+        except ValueError as exc:
+            raise UpstreamUnavailable(f"{_capital(peer)} returned invalid JSON.") from exc
     if not isinstance(value, dict):
         raise UpstreamUnavailable(f"{_capital(peer)} returned a non-object JSON body.")
     return value

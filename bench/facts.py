@@ -81,12 +81,16 @@ class Fact:
 
 
 def load_suite(path: Path = SUITE) -> list[Fact]:
+    return load_suite_text(path.read_text(encoding="utf-8"))
+
+
+def load_suite_text(text: str) -> list[Fact]:
     """The suite, checked: every ``expect`` is in the statement (the update for a
     changed fact) and every ``stale`` is in the old statement only."""
     import yaml
 
     facts = []
-    for raw in yaml.safe_load(path.read_text(encoding="utf-8"))["facts"]:
+    for raw in yaml.safe_load(text)["facts"]:
         fact = Fact(
             id=str(raw["id"]), category=str(raw["category"]), say=str(raw["say"]), ask=str(raw["ask"]),
             expect=tuple(str(e) for e in raw["expect"]), update=raw.get("update"), stale=raw.get("stale"),
@@ -176,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def measure(suite: Path, data: Path, *, background: int = BACKGROUND, per_owner: int = PER_OWNER, owners: int = 0,
-            deadline_ms: int = 10_000, embedder: Any = None) -> dict[str, Any]:
+            deadline_ms: int = 10_000, embedder: Any = None, model: str = MODEL) -> dict[str, Any]:
     import httpx
     from openai import OpenAI
 
@@ -224,7 +228,7 @@ def measure(suite: Path, data: Path, *, background: int = BACKGROUND, per_owner:
                      for text in [f.say for f in group] + [f.update for f in group if f.update]]
             task = bar.add_task("fact turns", total=len(turns))
             for user, text in turns:
-                via.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": text}],
+                via.chat.completions.create(model=model, messages=[{"role": "user", "content": text}],
                                             extra_headers={"X-Memory-User": user})
                 bar.advance(task)
             timings["turns_s"] = time.perf_counter() - began
@@ -241,10 +245,10 @@ def measure(suite: Path, data: Path, *, background: int = BACKGROUND, per_owner:
                 for fact in group:
                     messages: list[Any] = [{"role": "user", "content": fact.ask}]
                     t0 = time.perf_counter()
-                    direct.chat.completions.create(model=MODEL, messages=messages)
+                    direct.chat.completions.create(model=model, messages=messages)
                     t1 = time.perf_counter()
                     raw = via.chat.completions.with_raw_response.create(
-                        model=MODEL, messages=messages, extra_headers={"X-Memory-User": user, "X-Memory": "read"})
+                        model=model, messages=messages, extra_headers={"X-Memory-User": user, "X-Memory": "read"})
                     t2 = time.perf_counter()
                     direct_ms.append((t1 - t0) * 1000)
                     proxied_ms.append((t2 - t1) * 1000)

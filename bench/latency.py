@@ -52,7 +52,9 @@ PROMPTS = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=int, default=200, help="calls per mode (default 200)")
     parser.add_argument("--memories", type=int, default=700, help="memories held by the owner")
-    parser.add_argument("--stream", action="store_true", help="time streamed calls to the last chunk")
+    parser.add_argument(
+        "--stream", action="store_true", help="time streamed calls to the last chunk, and to the first (time to first byte)"
+    )
     parser.add_argument("--json", dest="json_path", help="also write the results as JSON here")
 
 
@@ -92,6 +94,7 @@ def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
                 },
             ]
             timings: dict[str, list[float]] = {}
+            firsts: dict[str, list[float]] = {}
             recalled: list[int] = []
             for modes in phases:
                 for client, headers in modes.values():  # warm connections and caches
@@ -99,11 +102,16 @@ def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
                 for i in range(calls):
                     prompt = PROMPTS[i % len(PROMPTS)]
                     for name, (client, headers) in modes.items():
-                        elapsed, count = _call(client, headers, prompt, stream)
+                        elapsed, count, first = _call(client, headers, prompt, stream)
                         timings.setdefault(name, []).append(elapsed)
+                        if stream:
+                            firsts.setdefault(name, []).append(first)
                         if name == "proxy_memory_read":
                             recalled.append(count)
-    return _summary(timings, recalled, calls, memories, stream)
+    results = _summary(timings, recalled, calls, memories, stream)
+    if stream:  # time to the first chunk, against direct's in the same phase
+        results["first_chunk"] = _summary(firsts, recalled, calls, memories, stream)["modes"]
+    return results
 
 
 def _fakes() -> tuple[Any, Any]:
@@ -131,32 +139,36 @@ def _seed(client: Any, count: int) -> None:
         client.post("/memories", body={"user": "bench", "memories": items[start : start + 1000]}, cast_to=object)
 
 
-def _call(client: Any, headers: dict[str, str], prompt: str, stream: bool) -> tuple[float, int]:
+def _call(client: Any, headers: dict[str, str], prompt: str, stream: bool) -> tuple[float, int, float]:
+    """(ms to the whole reply, memories recalled, ms to the first streamed chunk or to the reply)."""
     messages = [{"role": "user", "content": prompt}]
     started = time.perf_counter()
+    first = 0.0
     if stream:
         raw = client.chat.completions.with_raw_response.create(
             model="fake-model", messages=messages, stream=True, extra_headers=headers
         )
         for _ in raw.parse():
-            pass
+            first = first or (time.perf_counter() - started) * 1000
     else:
         raw = client.chat.completions.with_raw_response.create(
             model="fake-model", messages=messages, extra_headers=headers
         )
         raw.parse()
     elapsed = (time.perf_counter() - started) * 1000
-    return elapsed, int(raw.headers.get("x-memory-recalled", "0"))
+    return elapsed, int(raw.headers.get("x-memory-recalled", "0")), first or elapsed
 
 
 def _summary(timings: dict[str, list[float]], recalled: list[int], calls: int, memories: int, stream: bool) -> dict[str, Any]:
     modes = {}
     for name, values in timings.items():
-        base = median(timings["direct_during_writes" if name == "proxy_memory_on" else "direct"])
+        direct = timings["direct_during_writes" if name == "proxy_memory_on" else "direct"]
+        base = median(direct)
         modes[name] = {
             "median_ms": round(median(values), 3),
             "p95_ms": round(percentile(values, 95), 3),
             "added_median_ms": round(median(values) - base, 3),
+            "added_p95_ms": round(percentile(values, 95) - percentile(direct, 95), 3),
             "ratio_to_direct": round(median(values) / base, 3),
         }
     return {
@@ -173,11 +185,18 @@ def render(results: dict[str, Any]) -> str:
         f"latency over {results['calls_per_mode']} interleaved calls per mode "
         f"({'streamed' if results['stream'] else 'non-streamed'}; owner holds {results['memories']} memories; "
         f"mean recalled {results['mean_recalled']})",
-        f"{'mode':<20}{'median ms':>11}{'p95 ms':>10}{'added ms':>10}{'x direct':>10}",
+        f"{'mode':<20}{'median ms':>11}{'p95 ms':>10}{'added ms':>10}{'added p95':>10}{'x direct':>10}",
     ]
     for name, row in results["modes"].items():
         lines.append(
             f"{name:<20}{row['median_ms']:>11.2f}{row['p95_ms']:>10.2f}"
-            f"{row['added_median_ms']:>10.2f}{row['ratio_to_direct']:>10.2f}"
+            f"{row['added_median_ms']:>10.2f}{row['added_p95_ms']:>10.2f}{row['ratio_to_direct']:>10.2f}"
         )
+    if "first_chunk" in results:
+        lines.append("time to the first streamed chunk")
+        for name, row in results["first_chunk"].items():
+            lines.append(
+                f"{name:<20}{row['median_ms']:>11.2f}{row['p95_ms']:>10.2f}"
+                f"{row['added_median_ms']:>10.2f}{row['added_p95_ms']:>10.2f}{row['ratio_to_direct']:>10.2f}"
+            )
     return "\n".join(lines)

@@ -21,7 +21,8 @@ turns held by the returned memories, through ``metadata.turns``) and
 instances, overall and per question type; tokens used; search latency p50/p95
 *cold* (the first search of an owner after the engine starts: the store is
 written by one engine, closed, and searched by a fresh engine over the same
-folder, so each owner's first search loads it) and *warm* (the others);
+folder, with no owner preloaded at start, so each owner's first search loads
+it, from its index snapshot when the first engine left one) and *warm* (the others);
 ingest throughput in exchanges per second (embedding included).
 
 Baselines, on the same exchanges packed by the same cl100k count of the same
@@ -310,10 +311,11 @@ async def measure(data_path: Path, budgets: list[int], limit: int, baselines: bo
 
 async def _open(where: Path, embedder: Any) -> Any:
     from memory.engine import MemoryEngine
-    from memory.settings import MemorySettings, SchedulerSettings
+    from memory.settings import MemorySettings, SchedulerSettings, SnapshotSettings
 
-    return await MemoryEngine.open(MemorySettings(scheduler=SchedulerSettings(enabled=False)), where,
-                                   embedder=embedder)
+    # no owner preloaded at start (warm_owners=0): each owner's first search is its own cold start
+    settings = MemorySettings(scheduler=SchedulerSettings(enabled=False), snapshot=SnapshotSettings(warm_owners=0))
+    return await MemoryEngine.open(settings, where, embedder=embedder)
 
 
 async def _ingest(where: Path, instances: Sequence[Instance], embedder: Any, bar: Any) -> float:

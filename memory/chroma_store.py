@@ -63,6 +63,7 @@ WRITTEN_KEY = "_w"  # when this row was last written (epoch seconds, the writer'
 ID_MS_KEY = "_id_ms"  # the millisecond part of the id (ids sort by it): listing pages by it
 LISTING_MARK = "mp_listing"  # collection metadata: every row carries ``_id_ms``
 LIST_WINDOW_MS = 3_600_000  # the first id window a listing page reads; widened until the page is full
+LIST_MIN_CAP = 256  # a window holding this many ids (or 4x the page) is narrowed before it is read
 
 
 def collection_name(key: str) -> str:
@@ -446,6 +447,35 @@ class ChromaStore:
     async def similarities(self, user: str, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         return await self._call(self._similarities_sync, user, embedding, list(ids))
 
+    async def nearest_ids(self, user: str, embedding: np.ndarray, limit: int) -> list[str]:
+        """Ids of (up to) ``limit`` nearest memories by the store's HNSW index, any state:
+        ids only (no documents, metadata or distances), the candidate generation of a
+        large owner's recall (memory/candidates.py)."""
+        return await self._call(self._nearest_ids_sync, user, embedding, limit)
+
+    async def warm_index(self, user: str, min_rows: int) -> None:
+        """Load ``user``'s HNSW index from disk now, if the owner has ``min_rows`` rows or more
+        (its first query loads it: 2.4 s at 100,000 rows). Never raises: a failure is logged."""
+        try:
+            await self._call(self._warm_index_sync, user, min_rows)
+        except StoreUnavailable as exc:
+            log.warning("could not load the store index of %s: %s", user, exc)
+
+    def _warm_index_sync(self, user: str, min_rows: int) -> None:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None or collection.count() < min_rows:
+            return
+        one = np.asarray(collection.get(limit=1, include=["embeddings"])["embeddings"], dtype=np.float32)
+        if one.size:  # any stored vector will do: the query only makes the store load its index
+            collection.query(query_embeddings=one.reshape(1, -1), n_results=1, include=[])
+
+    def _nearest_ids_sync(self, user: str, embedding: np.ndarray, limit: int) -> list[str]:
+        collection = self._collection(owner_key(user), create=False)
+        if collection is None or limit <= 0:
+            return []
+        result = collection.query(query_embeddings=embedding.reshape(1, -1), n_results=limit, include=[])
+        return list(result["ids"][0])
+
     # Reads of a whole owner filter ``state`` here rather than with ``where``:
     # a filtered page costs Chroma a scan of the owner's metadata each call
     # (+0.15-0.25 s a page at 100k memories), and inactive rows are few.
@@ -462,38 +492,43 @@ class ChromaStore:
     async def list(
         self, user: str, limit: int, after: str | None = None, tier: str | None = None
     ) -> tuple[list[MemCube], bool]:
-        """One page in id order, read from the store a window of ids at a time
-        (``_id_ms`` ranges, widened until the page is full), never every id of
-        the owner. Collections written before rows carried ``_id_ms`` are
-        stamped once, on their first listing."""
+        """One page in id order, read from the store a window of ids at a time:
+        consecutive ``_id_ms`` ranges, each narrowed until it holds fewer than
+        ``cap`` rows and widened while the page is short, so a page reads about
+        its own size of ids, never every id of the owner. Collections written
+        before rows carried ``_id_ms`` are stamped once, on their first listing."""
         if not await self._call(self._listable_sync, user):
             return [], False
+        cap = max(4 * (limit + 1), LIST_MIN_CAP)
+        horizon = int(time.time() * 1000) + 86_400_000  # past any id written yet: the window is open-ended
         lo = (id_ms(after) or 0) if after else 0
         width = LIST_WINDOW_MS
-        if after is None:
+        if after is None:  # the owner's first row (insertion order) is a close guess of where ids start
             first = await self._call(self._first_ms_sync, user)
             if first is None:
                 return [], False
-            width = max(width, first + LIST_WINDOW_MS)
+            width = max(1, first + 1 - lo)
         page: list[str] = []
-        horizon = int(time.time() * 1000) + 86_400_000  # past any id written yet: the window is open-ended
-        while True:
-            hi: int | None = lo + width
-            if hi is not None and hi > horizon:
-                hi = None
-            ids: builtins.list[str] = sorted(await self._call(self._window_sync, user, lo, hi, tier))
-            start = bisect.bisect_right(ids, after) if after else 0
-            found = ids[start:]
-            if len(found) > limit or hi is None:
-                page = found[:limit]
-                more = len(found) > limit
+        while len(page) <= limit:
+            hi: int | None = min(lo + width, horizon) if lo < horizon else None  # then: ids from the future
+            ids, full = await self._call(self._window_sync, user, lo, hi, tier, cap)
+            if full and hi is not None and hi - lo > 1:
+                width = (hi - lo) // 2  # too dense: narrow this window
+                continue
+            if full:  # one millisecond (or ids past the horizon) holding more than ``cap`` rows: read it whole
+                ids, _ = await self._call(self._window_sync, user, lo, hi, tier, None)
+            found = sorted(ids)
+            if after is not None:
+                found = found[bisect.bisect_right(found, after) :]
+            page.extend(found)
+            if hi is None:
                 break
-            width *= 8
+            lo, width = hi, width * 4 if len(found) < cap // 4 else width
         rows: dict[str, MemCube] = {}
-        for at in range(0, len(page), READ_PAGE):
-            chunk = await self._call(self._rows_by_id_sync, user, page[at : at + READ_PAGE])
+        for at in range(0, min(len(page), limit), READ_PAGE):
+            chunk = await self._call(self._rows_by_id_sync, user, page[at : min(at + READ_PAGE, limit)])
             rows.update({c.id: c for c in chunk})
-        return [rows[i] for i in page if i in rows], more
+        return [rows[i] for i in page[:limit] if i in rows], len(page) > limit
 
     def _listable_sync(self, user: str) -> bool:
         """The owner has a collection whose every row carries ``_id_ms`` (stamped now if needed)."""
@@ -526,23 +561,30 @@ class ChromaStore:
         ids = collection.get(include=[], limit=1)["ids"]
         return id_ms(ids[0]) if ids else None
 
-    def _window_sync(self, user: str, lo: int, hi: int | None, tier: str | None) -> builtins.list[str]:
+    def _window_sync(
+        self, user: str, lo: int, hi: int | None, tier: str | None, cap: int | None
+    ) -> tuple[builtins.list[str], bool]:
+        """Ids with ``lo <= _id_ms < hi`` (and ``tier``): at most ``cap`` of them, and
+        whether the cap was reached; ``cap`` None: all of them, in pages."""
         collection = self._collection(owner_key(user), create=False)
         if collection is None:
-            return []
+            return [], False
         clauses: list[dict[str, Any]] = [{ID_MS_KEY: {"$gte": lo}}]
         if hi is not None:
             clauses.append({ID_MS_KEY: {"$lt": hi}})
         if tier:
             clauses.append({"tier": tier})
         where = {"$and": clauses} if len(clauses) > 1 else clauses[0]
+        if cap is not None:
+            ids = list(collection.get(where=where, include=[], limit=cap)["ids"])
+            return ids, len(ids) >= cap
         out: list[str] = []
         offset = 0
         while True:
             ids = list(collection.get(where=where, include=[], offset=offset, limit=READ_PAGE)["ids"])
             out.extend(ids)
             if len(ids) < READ_PAGE:
-                return list(dict.fromkeys(out))
+                return list(dict.fromkeys(out)), False
             offset += READ_PAGE
 
     # -- deltas (memory/coherence.py, memory/snapshot.py) ------------------------

@@ -193,11 +193,15 @@ class Coherence:
     # -- freshness -------------------------------------------------------------
 
     async def fresh(self) -> None:
-        """Return at once while the last poll is recent enough; else wait for one."""
-        if time.monotonic() - self._fresh_as_of <= self.max_staleness_s:
+        """Return at once while the last completed poll began within the bound; else
+        wait for one that began late enough (a poll already running may have begun
+        too early: then for the next)."""
+        needed = time.monotonic() - self.max_staleness_s
+        if self._fresh_as_of >= needed:
             return
         self.waits += 1
-        await self.poll()
+        while self._fresh_as_of < needed:
+            await self.poll()
 
     async def poll(self) -> None:
         """One poll (shared by concurrent callers)."""

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from memory.embed_runtime import RUNTIMES, Runtime, load_runtime, resolve
+from memory.priority import lower_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,13 @@ class Embedder:
         self.cache_dir = cache_dir
         self.requested = {QUERY: query_runtime, BULK: bulk_runtime}
         self.runtimes = {QUERY: resolve(QUERY, query_runtime), BULK: resolve(BULK, bulk_runtime)}
-        self._lanes = {lane: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"memproxy-embed-{lane}")
-                       for lane in LANES}
+        self._lanes = {
+            lane: ThreadPoolExecutor(  # writes yield the CPU to queries (memory/priority.py)
+                max_workers=1, thread_name_prefix=f"memproxy-embed-{lane}",
+                initializer=lower_this_thread if lane == BULK else None,
+            )
+            for lane in LANES
+        }
         self._models: dict[str, Runtime] = {}
         self._lock = threading.Lock()
 

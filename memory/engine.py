@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from memory.blas import single_threaded_blas
+from memory.candidates import ANN_MIN_MEMORIES, DENSE_CANDIDATES
 from memory.changelog import ChangeLog
 from memory.chroma_store import ChromaStore
 from memory.codec import from_record, to_metadata
@@ -28,7 +30,7 @@ from memory.coherence import Coherence, SharedStore
 from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, owner_key, utcnow
 from memory.embedder import Embedder
 from memory.encoding import encode
-from memory.errors import InvalidMemory, MemoryEngineError, MemoryNotFound
+from memory.errors import InvalidMemory, MemoryEngineError, MemoryNotFound, StoreUnavailable
 from memory.explain import RecallTrace
 from memory.extractor import FactExtractor
 from memory.forgetting import ForgetReceipt, drop_owner_caches
@@ -39,6 +41,9 @@ from memory.limits import check_batch, check_content, check_metadata, clip_conte
 from memory.longlived import settle
 from memory.pack_owner import is_pack_owner
 from memory.packrecall import PackSource, with_pack_hits
+from memory.profile import EMPTY as EMPTY_PROFILE
+from memory.profile import Profile, build_profile, without_superseded
+from memory.querybatch import QueryBatcher
 from memory.recall import (
     DATES_KEY,
     Candidate,
@@ -53,6 +58,7 @@ from memory.redact import Redactor
 from memory.render import render_item
 from memory.scheduler import MemScheduler, RecallLog
 from memory.snapshot import Restore, Snapshots
+from memory.snippets import excerpted
 from memory.standing import DOMAIN_FLOOR, DomainBridge, bridge_scores
 from memory.store import MemoryStore
 from memory.timeparse import QueryTime, query_time, resolve_relative
@@ -112,6 +118,7 @@ class CoreSet:
     items: list[MemCube]
     version: str
     tokens: int
+    profile: tuple[str, ...] = ()  # the user's self-disclosures (memory/profile.py), rendered with the core block
 
     @property
     def texts(self) -> list[str]:
@@ -212,12 +219,14 @@ class MemoryEngine:
         self._owns_embedder = owns_embedder
         self._ids = IdFactory()
         self.redactor = Redactor(settings.redact.credentials, settings.redact.pii)
+        single_threaded_blas()  # recall's matrix products: one BLAS thread each (memory/blas.py)
         self._pool = ThreadPoolExecutor(max_workers=RECALL_THREADS, thread_name_prefix="memproxy-recall")
         self._local = bool(getattr(store, "local", False))  # a shared server may be written by others
         self._lexical = LexicalCache(
-            self._load_owner, self._pool, capacity=settings.index_cache_memories, keep_vectors=self._local
+            self._load_and_warm, self._pool, capacity=settings.index_cache_memories, keep_vectors=self._local
         )
         self._bridge = DomainBridge(embedder.embed_query, embedder.embed)
+        self.queries = QueryBatcher(embedder.embed_query)
         self._backfills: dict[str, asyncio.Task[None]] = {}
         # durable writes: every accepted write is journaled (fsync'd) first; the writer drains the journal
         self.journal = journal or Journal(MEMORY)
@@ -326,6 +335,14 @@ class MemoryEngine:
     def _safe_metadata(self, value: Any) -> dict[str, Any]:
         limits = self.settings.limits
         return check_metadata(_metadata(value), limits.max_metadata_bytes, limits.max_metadata_depth)
+
+    async def _load_and_warm(self, user: str) -> tuple[list[MemCube], list[np.ndarray] | None] | Restore:
+        """:meth:`_load_owner`, with a large owner's store index loaded meanwhile (memory/candidates.py)."""
+        warm = getattr(self.store, "warm_index", None)
+        if not self._local or warm is None:
+            return await self._load_owner(user)
+        loaded, _ = await asyncio.gather(self._load_owner(user), warm(user, ANN_MIN_MEMORIES))
+        return loaded
 
     async def _load_owner(self, user: str) -> tuple[list[MemCube], list[np.ndarray] | None] | Restore:
         """An owner's active memories for its index (with vectors from a local store),
@@ -492,7 +509,7 @@ class MemoryEngine:
         max_items = self.settings.max_items if limit is None else limit
         if not query or not query.strip() or budget <= 0 or max_items <= 0:
             return RecallResult(items=[], tokens=0)
-        embedding = (await self.embedder.embed_query([query]))[0]
+        embedding = await self.queries.embed(query)  # batched with concurrent recalls (memory/querybatch.py)
         when = query_time(query, now=now or utcnow())
         ranked = await self._ranked(user, query, embedding, candidate_count(max_items), when, trace)
         if record:  # the scheduler's evidence (internal searches, e.g. the extractor's, are not)
@@ -506,7 +523,18 @@ class MemoryEngine:
             ranked = await with_pack_hits(self, self.packs, user, query, ranked, budget, max_items, now)
             if trace is not None:
                 trace.add_ranked(ranked, source="pack")
-        return await self.offload(pack, ranked, budget, max_items, self.counter.count, trace)
+        index = await self._lexical.index(user)
+
+        def excerpt_and_pack(ix: OwnerIndex) -> RecallResult:  # long memories as their relevant part
+            shown = ranked
+            gone = {} if is_pack_owner(user) else self._current_profile(ix).superseded
+            if gone:  # statements a newer one replaced are not injected as current (memory/profile.py)
+                count = self.counter.count
+                shown = [(without_superseded(c, gone[c.id], count) if c.id in gone else c, s) for c, s in ranked]
+            short = excerpted(shown, query, ix.bm25.idf, self.counter.count, budget)
+            return pack(short, budget, max_items, self.counter.count, trace)
+
+        return await self._lexical.read(index, excerpt_and_pack)
 
     async def _ranked(
         self,
@@ -526,13 +554,14 @@ class MemoryEngine:
         if float(domains.max()) >= DOMAIN_FLOOR:
             await self._profile_standing(user, index)
         min_score = self.settings.min_score
+        nearest = await self._dense_candidates(user, index, embedding)
 
         def everything(ix: OwnerIndex) -> list[tuple[MemCube, float]] | None:
             view = ix.view()
             if view is None:
                 return None
             bridged = bridge_scores(domains, ix.profiles, ix.cubes, min_score)
-            return rank_view(view, ix.bm25, query, embedding, min_score, bridged, len(ix.cubes), when, trace)
+            return rank_view(view, ix.bm25, query, embedding, min_score, bridged, len(ix.cubes), when, trace, nearest)
 
         ranked = await self._lexical.read(index, everything)
         if ranked is not None:
@@ -559,6 +588,18 @@ class MemoryEngine:
             return rank(candidates, min_score, bridged, query, len(ix.cubes), when, trace)
 
         return await self._lexical.read(index, ranked_candidates)
+
+    async def _dense_candidates(self, user: str, index: OwnerIndex, embedding: np.ndarray) -> list[str] | None:
+        """A large owner's nearest memories by the store's index (memory/candidates.py); None: scan all."""
+        nearest = getattr(self.store, "nearest_ids", None)
+        if not self._local or nearest is None or len(index) < ANN_MIN_MEMORIES:
+            return None
+        try:
+            ids: list[str] = await nearest(user, embedding, DENSE_CANDIDATES)
+        except StoreUnavailable as exc:  # the rows are in process: scan them all instead
+            log.warning("nearest-neighbour query failed for %s (%s); scanning every memory", user, exc)
+            return None
+        return ids
 
     async def _profile_standing(self, user: str, index: OwnerIndex) -> None:
         """Profile the owner's standing facts stored without one (rows written
@@ -597,7 +638,37 @@ class MemoryEngine:
 
     async def core(self, user: str) -> CoreSet:
         """``user``'s core memories: active, oldest first, packed into
-        ``memory.core_token_budget`` (in order; one that does not fit is skipped)."""
+        ``memory.core_token_budget`` (in order; one that does not fit is skipped),
+        with the user's profile (:meth:`profile`); the version covers both."""
+        core = await self._core_set(user)
+        profile = await self.profile(user)
+        if not profile.lines:
+            return core
+        version = hashlib.sha256(f"{core.version}\0{profile.version}".encode()).hexdigest()[:16]
+        return CoreSet(core.items, version, core.tokens, profile.lines)
+
+    async def profile(self, user: str) -> Profile:
+        """What ``user`` said about themselves, newest per topic, within
+        ``memory.profile_token_budget`` (memory/profile.py); rebuilt only when a
+        disclosure changed, so it stays byte-identical in between."""
+        if is_pack_owner(user):
+            return EMPTY_PROFILE
+        index = await self._lexical.index(user)
+        return await self._lexical.read(index, self._current_profile)
+
+    def _current_profile(self, ix: OwnerIndex) -> Profile:
+        """The profile of the owner's index, rebuilt only when a disclosure changed."""
+        budget = self.settings.profile_token_budget
+        memo = ix.profile_memo
+        if memo is not None and memo[0] == ix.disclosed_version and memo[1] == budget:
+            return memo[2]  # type: ignore[return-value]
+        found = (d for ds in ix.disclosed.values() for d in ds)
+        profile = build_profile(found, budget, self.counter.count)
+        ix.profile_memo = (ix.disclosed_version, budget, profile)
+        return profile
+
+    async def _core_set(self, user: str) -> CoreSet:
+        """``user``'s core set without the profile."""
         await self._fresh()
         cached = self._core.get(user)
         if cached is not None:

@@ -40,6 +40,7 @@ import numpy as np
 from memory.cube import MemCube, State
 from memory.lexical import BM25Index
 from memory.longlived import settle
+from memory.profile import Disclosure, disclosures
 from memory.standing import is_standing
 from memory.view import OwnerView
 
@@ -66,6 +67,11 @@ class OwnerIndex:
         # standing facts: id -> domain profile, None until computed (rows
         # written before profiles were stored with the memory)
         self.profiles: dict[str, np.ndarray | None] = {}
+        # the user's self-disclosures, per memory that has any (memory/profile.py), and a
+        # counter that moves whenever they change
+        self.disclosed: dict[str, tuple[Disclosure, ...]] = {}
+        self.disclosed_version = 0
+        self.profile_memo: tuple[int, int, object] | None = None  # (version, budget, profile): memory/profile.py
         self._pending: deque[Op] = deque()
         self._view: OwnerView | None = None
         self.flush_scheduled = False
@@ -79,6 +85,8 @@ class OwnerIndex:
         old = self.cubes.get(cube.id)
         changed = old is None or old.content != cube.content
         self.cubes[cube.id] = cube
+        if changed or old is None or old.event_time != cube.event_time:
+            self._disclose(cube.id, disclosures(cube))
         if changed:
             self.bm25.upsert(cube.id, cube.content)
             if vector is None:
@@ -96,7 +104,15 @@ class OwnerIndex:
         if self._view is not None and not self._view.absorb(cube, vector, changed):
             self._view = None
 
+    def _disclose(self, memory_id: str, found: tuple[Disclosure, ...]) -> None:
+        if found:
+            self.disclosed[memory_id] = found
+            self.disclosed_version += 1
+        elif self.disclosed.pop(memory_id, None) is not None:
+            self.disclosed_version += 1
+
     def remove(self, memory_id: str) -> None:
+        self._disclose(memory_id, ())
         known = self.cubes.pop(memory_id, None) is not None
         self.vectors.pop(memory_id, None)
         self.profiles.pop(memory_id, None)
@@ -105,6 +121,8 @@ class OwnerIndex:
             self._view = None
 
     def clear(self) -> None:
+        self.disclosed.clear()
+        self.disclosed_version += 1
         self.bm25 = BM25Index()
         self.cubes.clear()
         self.vectors.clear()
@@ -118,7 +136,10 @@ class OwnerIndex:
         view = self.view()
         if view is None:
             return None
-        return {"bm25": saved_bm25(self.bm25), "view": saved_view(view), "profiles": dict(self.profiles)}
+        return {
+            "bm25": saved_bm25(self.bm25), "view": saved_view(view), "profiles": dict(self.profiles),
+            "disclosed": dict(self.disclosed),
+        }
 
     def restore(self, state: dict[str, object]) -> None:
         """Take a snapshot's state (from :meth:`state`); under ``lock``."""
@@ -131,6 +152,12 @@ class OwnerIndex:
         rows = view.matrix.copy()  # the view's rows move (appends, discards); these stay put
         self.vectors = {memory_id: rows[pos] for pos, memory_id in enumerate(view.ids)}
         self.profiles = dict(state["profiles"])  # type: ignore[call-overload]
+        disclosed = state.get("disclosed")
+        if isinstance(disclosed, dict):
+            self.disclosed = dict(disclosed)
+        else:  # a snapshot written before disclosures were kept
+            self.disclosed = {i: found for i, cube in self.cubes.items() if (found := disclosures(cube))}
+        self.disclosed_version += 1
         self._view = view
 
     def set_profile(self, cube: MemCube, profile: np.ndarray) -> None:

@@ -108,6 +108,10 @@ class BM25Index:
     def document_frequency(self, term: str) -> int:
         return len(self._postings.get(term, ()))
 
+    def idf(self, term: str) -> float:
+        """The term's inverse document frequency (rarer terms weigh more)."""
+        return self._idf(term)
+
     def _idf(self, term: str) -> float:
         n = len(self._lengths)
         df = len(self._postings.get(term, ()))

@@ -55,12 +55,14 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from memory.candidates import candidate_positions, cosines_of
 from memory.cube import META_KEY, MemCube
 from memory.explain import RecallTrace
 from memory.lexcache import OwnerIndex
 from memory.lexical import BM25Index, tokenize
 from memory.render import render_item
 from memory.timeparse import QueryTime, resolve_relative, span_of
+from memory.topk import rank_order
 from memory.view import OwnerView
 
 LEXICAL_WEIGHT = 2.0
@@ -497,6 +499,7 @@ def rank_view(
     population: int = 0,
     when: QueryTime | None = None,
     trace: RecallTrace | None = None,
+    dense: Sequence[str] | None = None,
 ) -> list[tuple[MemCube, float]]:
     """:func:`rank` of :func:`score_all`'s candidates, on arrays.
 
@@ -507,14 +510,19 @@ def rank_view(
     tuples. Near-duplicate prefixes are ordered by the owner's BM25 document
     frequency (rarest first) instead of the candidates' word counts: any fixed
     order finds the same twins (see :func:`_prefix`).
+
+    ``dense``: a large owner's nearest memories by the store's index; then only
+    they, the best lexical matches and their neighbours are scored
+    (memory/candidates.py), the rest are out.
     """
     n = view.n
-    cosines = (view.matrix @ np.asarray(embedding, dtype=np.float32).reshape(-1)).astype(np.float64)
     lexical = np.zeros(n, dtype=np.float64)
     for memory_id, value in bm25.scores(query).items():
         pos = view.position.get(memory_id)
         if pos is not None:
             lexical[pos] = value
+    subset = candidate_positions(view, dense, lexical) if dense is not None else None
+    cosines = cosines_of(view, embedding, subset)
     fused = cosines + LEXICAL_WEIGHT * lexical
     gated = cosines + GATE_LEXICAL_WEIGHT * lexical
     best = max([float(gated.max()) if n else -1.0] + [score for _, score in extra])
@@ -555,10 +563,10 @@ def rank_view(
         elif final[pos] < score:
             final[pos] = score
     chosen = np.nonzero(final > -np.inf)[0]
-    order = chosen[np.lexsort((chosen, -view.recency[chosen], -final[chosen]))]
     if trace is not None:
+        order = chosen[np.lexsort((chosen, -view.recency[chosen], -final[chosen]))]
         # the parts of the memories the ranking looks at, and of the best ones under the floor
-        under = np.nonzero(final == -np.inf)[0]
+        under = np.nonzero((final == -np.inf) & np.isfinite(fused))[0]  # not the rows candidates left out
         under = under[np.argsort(-fused[under], kind="stable")[:TRACED_BEYOND]]
         for pos in np.concatenate([order[: 2 * MAX_RANKED], under]):
             cube = view.cubes[pos]
@@ -572,7 +580,9 @@ def rank_view(
             if speakers and view.speakers[pos] in speakers:
                 trace.part(cube, "speaker", SPEAKER_BOOST)
         _trace_gate(trace, extra, threshold, best, floor)
-    ordered: Iterable[tuple[MemCube, float]] = ((view.cubes[i], float(final[i])) for i in order)
+    ordered: Iterable[tuple[MemCube, float]] = (
+        (view.cubes[i], float(final[i])) for i in rank_order(final, view.recency, chosen)
+    )  # sorted only as far as the near-duplicate pass reads (memory/topk.py)
     if outside:
         ordered = merge_best(list(ordered), outside)
     ranked = _suppress_twins(ordered, lambda cube: _indexed_words(bm25, cube), bm25.document_frequency, trace)

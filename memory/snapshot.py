@@ -197,13 +197,13 @@ class Snapshots:
         return saved
 
     def _write(self, user: str, index: OwnerIndex, watermark: Callable[[], float]) -> bool:
-        with index.lock:
+        with index.lock:  # held for copies only (recall of this owner waits meanwhile)
             index.sync()
             mark = watermark()
             state = index.state()
             if state is None:
                 return False
-            blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps(encoded(state), protocol=pickle.HIGHEST_PROTOCOL)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path(user)
         header = json.dumps({"format": FORMAT, "user": user, "watermark": mark, "memories": len(index)})
@@ -354,16 +354,26 @@ def _pickled(value: Any) -> bytes:
 
 
 def saved_bm25(bm25: BM25Index) -> dict[str, Any]:
-    """A BM25 index to pickle: each term's postings and each memory's terms pickled apart
-    (a search reads the postings of its own terms only)."""
+    """A copy of a BM25 index that later changes do not touch (taken under the owner's lock)."""
     return {
         "k1": bm25.k1,
         "b": bm25.b,
-        "postings": {term: _pickled(dict.__getitem__(bm25._postings, term)) for term in bm25._postings},
-        "lengths": bm25._lengths,
-        "terms": {doc: _pickled(dict.__getitem__(bm25._terms, doc)) for doc in bm25._terms},
+        "postings": {t: v if type(v) is bytes else dict(v) for t, v in dict.items(bm25._postings)},
+        "lengths": dict(bm25._lengths),
+        "terms": dict(dict.items(bm25._terms)),
         "total": bm25._total,
     }
+
+
+def encoded(state: dict[str, Any]) -> dict[str, Any]:
+    """A state copy as saved: each term's postings, each memory's terms and each memory
+    pickled apart (a search unpickles only what it reads); outside the owner's lock."""
+    bm25 = dict(state["bm25"])
+    bm25["postings"] = {t: _pickled(v) for t, v in bm25["postings"].items()}
+    bm25["terms"] = {d: _pickled(v) for d, v in bm25["terms"].items()}
+    view = state["view"]
+    view.cubes = LazyCubeList([_row(v) for v in view.cubes])
+    return {**state, "bm25": bm25, "view": view}
 
 
 def restored_bm25(state: dict[str, Any]) -> BM25Index:
@@ -380,13 +390,17 @@ def _row(value: Any) -> Row:
 
 
 def saved_view(view: Any) -> Any:
-    """A copy of an OwnerView to pickle: its arrays cut to the rows in use, memories as
-    rows, without its lazily built caches."""
+    """A copy of an OwnerView that later changes do not touch (taken under the owner's
+    lock): its arrays cut to the rows in use, without its lazily built caches."""
     out = copy.copy(view)
     n = view.n
     for name in ("_matrix", "_sessions", "_recency", "_days", "_months", "_speakers"):
-        setattr(out, name, getattr(view, name)[:n])
-    out.cubes = LazyCubeList([_row(v) for v in list.__iter__(view.cubes)])  # rows stay rows: nothing decoded
+        setattr(out, name, getattr(view, name)[:n].copy())
+    out.ids = list(view.ids)
+    out.cubes = list(list.__iter__(view.cubes))  # memories or still-pickled rows (nothing decoded)
+    out.position = dict(view.position)
+    out.session_codes = dict(view.session_codes)
+    out.speaker_codes = dict(view.speaker_codes)
     out._mentioned = None
     return out
 

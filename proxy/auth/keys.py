@@ -16,6 +16,12 @@ Each key has a ``kind``:
 and ``scopes`` (:data:`SCOPES`). Revoked keys stay in the file (``revoked_at``)
 so the listing keeps a record. The CLI (``memproxy keys``) and the admin API
 share this store; SQLite's WAL mode lets both use it at once.
+
+Authenticating is on every request, so active keys are cached in process by
+digest. The cache is only trusted while the file is unchanged: SQLite's
+``PRAGMA data_version`` moves whenever another connection (the CLI, another
+server process) commits, and this store's own writes clear the cache, so a
+revocation is honoured on the very next request, wherever it was made.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import re
 import secrets
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -56,6 +63,7 @@ DEFAULT_SCOPES = {
 TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_NAME = 128
 MAX_OWNER = 256
+CACHED_KEYS = 4096  # active keys remembered by digest (least recently used dropped first)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -133,6 +141,28 @@ class KeyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        self._cache: OrderedDict[str, ApiKey] = OrderedDict()  # digest -> active key
+        self._version = self._data_version()
+
+    def _data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _cached(self, wanted: str) -> ApiKey | None:
+        """The cached key for a digest, if the file has not changed since it was cached (holds the lock)."""
+        version = self._data_version()
+        if version != self._version:  # another connection committed: anything may have been revoked
+            self._cache.clear()
+            self._version = version
+            return None
+        key = self._cache.get(wanted)
+        if key is not None:
+            self._cache.move_to_end(wanted)
+        return key
+
+    def _remember(self, wanted: str, key: ApiKey) -> None:
+        self._cache[wanted] = key
+        while len(self._cache) > CACHED_KEYS:
+            self._cache.popitem(last=False)
 
     @classmethod
     def in_dir(cls, data_dir: Path) -> KeyStore:
@@ -143,8 +173,10 @@ class KeyStore:
             self._db.close()
 
     @contextmanager
-    def _cursor(self) -> Iterator[sqlite3.Cursor]:
+    def _cursor(self, *, writes: bool = False) -> Iterator[sqlite3.Cursor]:
         with self._lock:
+            if writes:  # this connection's own commits do not move data_version
+                self._cache.clear()
             cursor = self._db.cursor()
             try:
                 yield cursor
@@ -165,7 +197,7 @@ class KeyStore:
         key = _checked(name, kind, scopes, tenant, user, upstream_api_key)
         token = new_token()
         key = replace(key, id=f"key_{secrets.token_hex(8)}", hint=f"{token[:6]}…{token[-4:]}")
-        with self._cursor() as cur:
+        with self._cursor(writes=True) as cur:
             cur.execute(
                 "INSERT INTO api_keys (id, digest, hint, name, kind, scopes, tenant, owner, upstream_api_key, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -190,14 +222,19 @@ class KeyStore:
             return None
         wanted = digest(token)
         with self._cursor() as cur:
+            cached = self._cached(wanted)
+            if cached is not None:
+                return cached
             row = cur.execute("SELECT * FROM api_keys WHERE digest = ?", (wanted,)).fetchone()
             columns = [c[0] for c in cur.description] if row else []
-        if row is None:
-            return None
-        record = dict(zip(columns, row, strict=True))
-        if not hmac.compare_digest(record["digest"], wanted) or record["revoked_at"] is not None:
-            return None
-        return _from_row(record)
+            if row is None:
+                return None
+            record = dict(zip(columns, row, strict=True))
+            if not hmac.compare_digest(record["digest"], wanted) or record["revoked_at"] is not None:
+                return None
+            key = _from_row(record)
+            self._remember(wanted, key)
+        return key
 
     def get(self, key_id: str) -> ApiKey | None:
         with self._cursor() as cur:
@@ -214,7 +251,7 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> ApiKey | None:
         """Revoke ``key_id`` (effective on the next request); None when there is no such key."""
-        with self._cursor() as cur:
+        with self._cursor(writes=True) as cur:
             cur.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (_now(), key_id)
             )

@@ -99,7 +99,7 @@ async def list_memories(
             "tokens": core.tokens,
             "token_budget": engine.settings.core_token_budget,
             "injected_ids": [c.id for c in core.items],
-            "block": render_core_block(core.texts) if core.items else None,  # exactly as injected
+            "block": render_core_block(core.texts, core.profile) if core.items or core.profile else None,  # exactly as injected
             "decisions": [d.to_dict() for d in engine.scheduler.decisions(owner)],
         }
     return out

@@ -35,13 +35,26 @@ CORE_PREAMBLE = (
 )
 
 
+PROFILE_HEADING = (
+    "What this user has said about themselves, in their own words (the newest statement "
+    "on each topic; dated):"
+)
+
+
 def render_block(lines: Sequence[str]) -> str:
     return f"{BLOCK_OPEN}\n{PREAMBLE}\n{_items(lines)}\n{BLOCK_CLOSE}"
 
 
-def render_core_block(lines: Sequence[str]) -> str:
-    """The core memory block: stable for as long as the core set is unchanged."""
-    return f"{BLOCK_OPEN}\n{CORE_PREAMBLE}\n{_items(lines)}\n{BLOCK_CLOSE}"
+def render_core_block(lines: Sequence[str], profile: Sequence[str] = ()) -> str:
+    """The core memory block: stable for as long as the core set and the
+    profile (the user's self-disclosures, memory/profile.py) are unchanged."""
+    parts = [BLOCK_OPEN, CORE_PREAMBLE]
+    if lines or not profile:
+        parts.append(_items(lines))
+    if profile:
+        parts += [PROFILE_HEADING, _items(profile)]
+    parts.append(BLOCK_CLOSE)
+    return "\n".join(parts)
 
 
 def _items(lines: Sequence[str]) -> str:

@@ -54,7 +54,7 @@ def explanation(
             "version": core.version,
             "ids": [c.id for c in core.items],
             "tokens": core.tokens,
-            "block": render_core_block(core.texts) if core.items else None,
+            "block": render_core_block(core.texts, core.profile) if core.items or core.profile else None,
         },
         "injected": injected,
         "scores": {item.cube.id: round(item.score, 6) for item in items},

@@ -233,7 +233,7 @@ class MemoryPipeline:
             self.observer.recall_degraded(cause, time.perf_counter() - started)
 
     def _render(self, user: str, core: CoreSet, result: RecallResult | None) -> MemoryBlocks:
-        core_block = render_core_block(core.texts) if core.items else None
+        core_block = render_core_block(core.texts, core.profile) if core.items or core.profile else None
         items = result.items if result is not None else []
         recalled_block = render_block([item.text for item in items]) if items else None
         tokens = sum(self.counter.count(b) for b in (core_block, recalled_block) if b)

@@ -42,6 +42,31 @@ def test_unknown_and_revoked_keys_do_not_authenticate(tmp_path: Path) -> None:
     assert store.revoke("key_missing") is None
 
 
+def test_cached_keys_honour_revocation_from_anywhere(tmp_path: Path) -> None:
+    """Keys are cached in process; a revocation through this store, another
+    store on the same file (the CLI, another server) or a plain SQLite write
+    is honoured on the next authentication."""
+    path = tmp_path / "keys.sqlite3"
+    server = KeyStore(path)
+    first, first_token = server.create(name="a", kind="user", user="a")
+    second, second_token = server.create(name="b", kind="user", user="b")
+    third, third_token = server.create(name="c", kind="user", user="c")
+    for token, key in ((first_token, first), (second_token, second), (third_token, third)):
+        assert server.authenticate(token) == key
+        assert server.authenticate(token) == key  # the cached answer is the same key
+    cli = KeyStore(path)
+    assert cli.revoke(first.id) is not None
+    cli.close()
+    assert server.authenticate(first_token) is None
+    assert server.authenticate(second_token) == second
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE api_keys SET revoked_at = 'now' WHERE id = ?", (second.id,))
+    assert server.authenticate(second_token) is None
+    server.revoke(third.id)
+    assert server.authenticate(third_token) is None
+    server.close()
+
+
 def test_upstream_credential_is_never_echoed(tmp_path: Path) -> None:
     store = KeyStore(tmp_path / "keys.sqlite3")
     key, _ = store.create(name="billing", kind="user", user="bo", upstream_api_key="sk-upstream-secret")

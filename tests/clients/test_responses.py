@@ -188,7 +188,8 @@ def test_memory_is_recalled_into_instructions_and_written_from_the_output(mode_p
 
 
 def test_last_user_placement_goes_into_the_input(make_proxy, upstream):
-    proxy = make_proxy(memory={"placement": "last_user"}, upstream={"responses": "native"})
+    # the profile (memory/profile.py) is core: it goes to the instructions; this test is about recall
+    proxy = make_proxy(memory={"placement": "last_user", "profile_token_budget": 0}, upstream={"responses": "native"})
     client = client_for(proxy, "lucy")
     client.responses.create(model="fake-model", input="I have a cat called Miso.")
     wait_for_memories(proxy.url, "lucy", 1)

@@ -34,3 +34,26 @@ def test_a_bad_now_is_a_400(proxy):
         assert response.status_code == 400, (now, response.text)
         validate("ErrorResponse", response.json())
         assert response.json()["error"]["param"] == "now"
+
+
+def test_chat_reads_relative_expressions_at_the_time_of_the_request(make_proxy, upstream):
+    """A chat has no ``now`` field: its query is read at the request's own time."""
+    from datetime import UTC, datetime, timedelta
+
+    from openai import OpenAI
+
+    proxy = make_proxy(memory={"max_items": 1})
+    today = datetime.now(UTC)
+    two_years_ago = datetime(today.year - 2, 6, 15, 10, tzinfo=UTC)
+    memories = [
+        {"content": "User: I went hiking in the Tatras with Sam, the views were great.", "event_time": two_years_ago.isoformat()},
+        {"content": "User: I went hiking in the Pyrenees with Sam, the views were great.",
+         "event_time": (today - timedelta(days=3)).isoformat()},  # the newer one, which wins a tie
+    ]
+    added = httpx.post(f"{proxy.url}/v1/memories", json={"user": "walker", "memories": memories}, timeout=60)
+    assert added.status_code == 201, added.text
+    client = OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0,
+                    default_headers={"X-Memory-User": "walker", "X-Memory": "read"})
+    client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "Where did I go hiking two years ago?"}])
+    prompt = str(upstream.chat_requests()[-1].body["messages"])
+    assert "Tatras" in prompt and "Pyrenees" not in prompt

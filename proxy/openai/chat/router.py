@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
+from proxy.fastjson import FastJSONResponse
 from proxy.http import event_stream, json_body, read_memory_call
 from proxy.openai.chat.protocol import ChatCompletionRequest
 
@@ -20,4 +21,4 @@ async def chat_completions(request: Request) -> Response:
         stream = await chat.stream(exchange)
         return event_stream(stream, exchange.headers())
     completion = await chat.complete(exchange)
-    return JSONResponse(completion, headers=exchange.headers())
+    return FastJSONResponse(completion, headers=exchange.headers())

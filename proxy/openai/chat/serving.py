@@ -8,7 +8,6 @@ the ``chat.completion.chunk`` stream, relayed as it arrives.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from adapters.base import CallContext, Upstream
 from adapters.errors import UpstreamError
 from adapters.normalize import normalize_chunk, normalize_completion
+from proxy.fastjson import dumps
 from proxy.identity import Identity
 from proxy.pipeline import Exchange, MemoryBlocks, MemoryPipeline, ReplyCapture
 from proxy.pipeline.messages import inject_blocks, last_user_text, recall_query
@@ -87,5 +87,4 @@ class ChunkTranslator:
 
 
 def sse_data(payload: dict[str, Any]) -> bytes:
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return f"data: {data}\n\n".encode()
+    return b"data: " + dumps(payload) + b"\n\n"
