@@ -23,14 +23,20 @@ Ingest rate (memories/s, embedding included) is that of the rows added to
 reach the size. With ``--dir`` the store is kept, and a rerun on the same
 folder only probes again (sizes it has already passed). Every phase runs in a subprocess of its own, so the store is
 never open in two processes at once.
+
+With ``--store server`` the memories live in a ``chroma run`` server (over
+``DIR/chroma``) that stays up while memproxy processes restart around it, as
+replicas would use it (``memory.chroma_url``, coherence on).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gzip
 import json
+import os
 import random
 import re
 import shutil
@@ -38,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,7 @@ LONGMEMEVAL = DATA / "longmemeval" / "lme_s_dev.json.gz"
 USER = "scale"
 BATCH = 1000
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+CHROMA_URL_ENV = "MEMPROXY_BENCH_CHROMA_URL"  # handed to each phase's process
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=str(DATA), help="folder with locomo/ and longmemeval/")
     parser.add_argument("--dir", help="keep the store here (default: a temporary folder)")
     parser.add_argument("--json", dest="json_path", help="also write the results as JSON here")
+    parser.add_argument(
+        "--store", choices=("embedded", "server"), default="embedded",
+        help="embedded Chroma (default) or a `chroma run` server over DIR/chroma",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,34 +77,57 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="memproxy-scale-") as tmp:
         where = Path(args.dir) if args.dir else Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
-        ledger = where / "scale.json"  # what a kept --dir already holds: reruns only probe
-        done: dict[str, Any] = json.loads(ledger.read_text()) if ledger.exists() else {"held": 0, "ingests": {}}
-        rows = []
-        for size in sizes:
-            if size > done["held"]:
-                done["ingests"][str(size)] = _step("ingest", where, data, done["held"], size)
-                done["held"] = size
-                ledger.write_text(json.dumps(done))
-            elif size < done["held"]:
-                print(f"{where} holds {done['held']} memories: {size} is not probed again", flush=True)
-                continue
-            shutil.rmtree(where / "index", ignore_errors=True)  # cold: no snapshot to load
-            probe = _step("probe", where, data, args.searches)
-            again = _step("probe", where, data, args.searches)  # loads the snapshot the first probe saved
-            restart = {
-                "restart_ms": again["cold_ms"],
-                "restart_cpu_ms": again["cold_cpu_ms"],
-                "restart_snapshot": again["snapshot"],
-                "restart_rss_mb": again["rss_mb"],
-                "restart_read_ms": again["snapshot_read_ms"],
-                "restart_delta_ms": again["snapshot_delta_ms"],
-            }
-            rows.append({"rows": size, **done["ingests"][str(size)], **probe, **restart})
-            print(render_row(rows[-1]), flush=True)
+        with _store(args.store, where):
+            rows = _measure(sizes, where, data, args.searches)
     print(render(rows))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(rows, indent=2))
     return 0
+
+
+@contextlib.contextmanager
+def _store(kind: str, where: Path) -> Iterator[None]:
+    """The embedded store needs nothing; a server runs for the whole measurement."""
+    if kind == "embedded":
+        yield
+        return
+    from testing.processes import ChromaServer
+
+    server = ChromaServer(where / "chroma")
+    os.environ[CHROMA_URL_ENV] = server.url
+    try:
+        yield
+    finally:
+        os.environ.pop(CHROMA_URL_ENV, None)
+        server.stop()
+
+
+def _measure(sizes: list[int], where: Path, data: Path, searches: int) -> list[dict[str, Any]]:
+    ledger = where / "scale.json"  # what a kept --dir already holds: reruns only probe
+    done: dict[str, Any] = json.loads(ledger.read_text()) if ledger.exists() else {"held": 0, "ingests": {}}
+    rows = []
+    for size in sizes:
+        if size > done["held"]:
+            done["ingests"][str(size)] = _step("ingest", where, data, done["held"], size)
+            done["held"] = size
+            ledger.write_text(json.dumps(done))
+        elif size < done["held"]:
+            print(f"{where} holds {done['held']} memories: {size} is not probed again", flush=True)
+            continue
+        shutil.rmtree(where / "index", ignore_errors=True)  # cold: no snapshot to load
+        probe = _step("probe", where, data, searches)
+        again = _step("probe", where, data, searches)  # loads the snapshot the first probe saved
+        restart = {
+            "restart_ms": again["cold_ms"],
+            "restart_cpu_ms": again["cold_cpu_ms"],
+            "restart_snapshot": again["snapshot"],
+            "restart_rss_mb": again["rss_mb"],
+            "restart_read_ms": again["snapshot_read_ms"],
+            "restart_delta_ms": again["snapshot_delta_ms"],
+        }
+        rows.append({"rows": size, **done["ingests"][str(size)], **probe, **restart})
+        print(render_row(rows[-1]), flush=True)
+    return rows
 
 
 def _step(*argv: object) -> dict[str, Any]:
@@ -150,7 +185,11 @@ async def _open(where: Path) -> Any:
     from memory.settings import MemorySettings, SchedulerSettings, SnapshotSettings
 
     # no warming at startup: the first search pays for loading the owner
-    settings = MemorySettings(scheduler=SchedulerSettings(enabled=False), snapshot=SnapshotSettings(warm_owners=0))
+    settings = MemorySettings(
+        scheduler=SchedulerSettings(enabled=False),
+        snapshot=SnapshotSettings(warm_owners=0),
+        chroma_url=os.environ.get(CHROMA_URL_ENV) or None,
+    )
     engine = await MemoryEngine.open(settings, where)
     await engine.ping()  # ready (a server's /readyz): the store is connected before any search
     return engine

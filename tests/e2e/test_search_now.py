@@ -42,7 +42,9 @@ def test_chat_reads_relative_expressions_at_the_time_of_the_request(make_proxy, 
 
     from openai import OpenAI
 
-    proxy = make_proxy(memory={"max_items": 1})
+    # the profile (memory/profile.py) would carry both first-person statements
+    # in the core block whatever the time: off, so the prompt shows recall alone
+    proxy = make_proxy(memory={"max_items": 1, "profile_token_budget": 0})
     today = datetime.now(UTC)
     two_years_ago = datetime(today.year - 2, 6, 15, 10, tzinfo=UTC)
     memories = [
