@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.fakes import fake_upstream
 from bench.longmemeval import DEFAULT_DATA, Exchange, exchanges_of, load, parse_date, resolve_data
 from bench.stats import latency_summary, median
 
@@ -189,7 +190,7 @@ def measure(suite: Path, data: Path, *, background: int = BACKGROUND, per_owner:
     from proxy.app import create_app
     from proxy.config import load_settings
 
-    fake_openai, server_thread = _fakes()
+    fake_openai, server_thread = fake_upstream("facts")
     started = time.perf_counter()
     groups = owners_of(load_suite(suite), per_owner)
     groups = groups[:owners] if owners > 0 else groups
@@ -354,17 +355,3 @@ def render(results: dict[str, Any]) -> str:
     ]
     return "\n".join(lines)
 
-
-def _fakes() -> tuple[Any, Any]:
-    """The fake upstream and server thread, from the source tree's ``testing`` package."""
-    try:
-        from testing.fake_openai import FakeOpenAI
-        from testing.serving import ServerThread
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("testing", "testing.fake_openai", "testing.serving"):
-            raise
-        raise SystemExit(
-            "memproxy bench facts needs the fake upstream, which lives in the source tree's testing/ package "
-            "(not installed with memproxy): run `PYTHONPATH=. memproxy bench facts` at the repository root."
-        ) from exc
-    return FakeOpenAI, ServerThread

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.fakes import fake_upstream
 from bench.stats import median, percentile
 
 TOPICS = (
@@ -72,7 +73,7 @@ def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
     from proxy.app import create_app
     from proxy.config import load_settings
 
-    FakeOpenAI, ServerThread = _fakes()
+    FakeOpenAI, ServerThread = fake_upstream("latency")
     fake = FakeOpenAI()
     with tempfile.TemporaryDirectory(prefix="memproxy-bench-") as tmp, ServerThread(fake.app()) as upstream:
         settings = load_settings(data_dir=tmp, upstream={"base_url": f"{upstream.url}/v1", "provider": "openai"})
@@ -113,21 +114,6 @@ def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
         results["first_chunk"] = _summary(firsts, recalled, calls, memories, stream)["modes"]
     return results
 
-
-def _fakes() -> tuple[Any, Any]:
-    """The fake upstream and server thread, from the source tree's ``testing`` package."""
-    try:
-        from testing.fake_openai import FakeOpenAI
-        from testing.serving import ServerThread
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("testing", "testing.fake_openai", "testing.serving"):
-            raise
-        raise SystemExit(
-            "memproxy bench latency needs the fake upstream, which lives in the source tree's "
-            "testing/ package (not installed with memproxy). Run it from a source checkout: "
-            "`make bench-latency`, or `PYTHONPATH=. memproxy bench latency` at the repository root."
-        ) from exc
-    return FakeOpenAI, ServerThread
 
 
 def _seed(client: Any, count: int) -> None:
