@@ -8,6 +8,7 @@ with ``importlib`` so that litellm itself (slow to import) is never imported.
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from pathlib import Path
 
@@ -39,6 +40,9 @@ class TokenCounter:
     def _load(self) -> tiktoken.Encoding:
         with self._lock:
             if self._encoding is None:
+                directory = bundled_tiktoken_dir()  # also when the engine is used without the proxy
+                if directory is not None:
+                    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(directory))
                 self._encoding = tiktoken.get_encoding(self._name)
             return self._encoding
 
