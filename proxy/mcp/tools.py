@@ -52,10 +52,12 @@ def build_server(connect: Connect) -> MCPServer:
 
     @server.tool(annotations=READ)
     async def search_memories(
-        query: str, ctx: Context, user: str | None = None, limit: int | None = None
+        query: str, ctx: Context, user: str | None = None, limit: int | None = None, now: str | None = None
     ) -> dict[str, Any]:
-        """Search the user's memories (dense + lexical recall); the best matches first, with scores."""
-        return await call(ctx, "POST", "/v1/memories/search", json=_drop_none(user=user, query=query, limit=limit))
+        """Search the user's memories (dense + lexical recall); the best matches first, with scores.
+        ``now`` (RFC 3339, default the present): the time "last week" or "two months ago" in the query counts from."""
+        body = _drop_none(user=user, query=query, limit=limit, now=now)
+        return await call(ctx, "POST", "/v1/memories/search", json=body)
 
     @server.tool(annotations=WRITE)
     async def add_memory(

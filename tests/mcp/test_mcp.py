@@ -76,6 +76,12 @@ async def exercise_every_tool(session: ClientSession, user: str | None, api: htt
     assert {m["content"] for m in listed["data"]} == {"I am allergic to peanuts.", "My favourite colour is teal."}
     found = await call(session, "search_memories", query="what food allergies do I have?", **named)
     assert found["data"][0]["id"] == memory_id and found["data"][0]["score"] > 0
+    # the reference time reaches the API: a valid one recalls the same, a bad one is the API's 400
+    then = await call(session, "search_memories", query="what food allergies do I have?",
+                      now="2031-05-01T09:00:00Z", **named)
+    assert then["data"][0]["id"] == memory_id
+    refused = await call_error(session, "search_memories", query="allergies?", now="yesterday", **named)
+    assert "400" in refused and "now" in refused
     assert (await call(session, "get_memory", memory_id=memory_id))["content"] == "I am allergic to peanuts."
     pinned = await call(session, "update_memory", memory_id=memory_id, tier="core")
     assert pinned["tier"] == "core" and pinned["version"] == 2
