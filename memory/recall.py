@@ -58,6 +58,7 @@ import numpy as np
 from memory.candidates import candidate_positions, cosines_of
 from memory.cube import META_KEY, MemCube
 from memory.explain import RecallTrace
+from memory.intent import is_self_question
 from memory.lexcache import OwnerIndex
 from memory.lexical import BM25Index, tokenize
 from memory.render import render_item
@@ -89,6 +90,9 @@ DATES_KEY = "dates"  # metadata["_memproxy"]["dates"]: relative dates resolved a
 # GATE_BASE_SIZE memories: 0.35 up to 10 memories, ~0.45 at 700
 GATE_PER_DECADE = 0.055
 GATE_BASE_SIZE = 10
+# a question about the user's own life ("what speed is my new internet plan?",
+# memory/intent.py) asks for memory itself: its gate grows this share as fast
+SELF_QUESTION_GROWTH = 0.5
 # memories of one day share one date header in the rendered block (see pack)
 GROUP_BY_DATE = True
 MAX_RANKED = 256  # more than any budget holds (4,096 tokens ~ 160 turns)
@@ -161,7 +165,7 @@ def rank(
     does, memories down to ``ITEM_FLOOR_RATIO * min_score`` may fill the budget.
     """
     best = max([gate_score(c) for c in candidates] + [score for _, score in extra], default=-1.0)
-    threshold = gate(min_score, population or len(candidates))
+    threshold = gate(min_score, population or len(candidates), is_self_question(query))
     if trace is not None:
         for c in candidates:
             trace.part(c.cube, "dense", c.cosine)
@@ -236,11 +240,12 @@ def _suppress_twins(
     return ranked
 
 
-def gate(min_score: float, population: int) -> float:
+def gate(min_score: float, population: int, self_question: bool = False) -> float:
     """The score the best memory must reach for anything to be recalled."""
     if population <= GATE_BASE_SIZE:
         return min_score
-    return min_score + GATE_PER_DECADE * math.log10(population / GATE_BASE_SIZE)
+    growth = GATE_PER_DECADE * (SELF_QUESTION_GROWTH if self_question else 1.0)
+    return min_score + growth * math.log10(population / GATE_BASE_SIZE)
 
 
 def session_key(cube: MemCube) -> object:
@@ -526,7 +531,7 @@ def rank_view(
     fused = cosines + LEXICAL_WEIGHT * lexical
     gated = cosines + GATE_LEXICAL_WEIGHT * lexical
     best = max([float(gated.max()) if n else -1.0] + [score for _, score in extra])
-    threshold = gate(min_score, population or n)
+    threshold = gate(min_score, population or n, is_self_question(query))
     if trace is not None and best < threshold:  # the best plain scores, all cut by the gate
         for pos in np.argsort(-gated, kind="stable")[:TRACED_BEYOND]:
             trace.part(view.cubes[pos], "dense", float(cosines[pos]))

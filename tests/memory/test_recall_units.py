@@ -51,6 +51,27 @@ def test_abstention_nothing_when_best_is_below_the_gate() -> None:
     assert rank(cands[:5], 0.35) != []
 
 
+def test_a_question_about_the_user_gets_a_gentler_gate() -> None:
+    assert gate(0.35, 700, self_question=True) < gate(0.35, 700)
+    assert gate(0.35, 5, self_question=True) == 0.35  # no population growth to relieve
+    cands = [Candidate(cube(i, f"memory number {i}"), 0.42, 0.0) for i in range(700)]  # gates: 0.45 and 0.40
+    assert rank(cands, 0.35, query="tell me a joke") == []
+    assert rank(cands, 0.35, query="how do I reset my router?") == []  # help with a task, not about the user
+    assert rank(cands, 0.35, query="What speed is my new internet plan?") != []
+
+
+def test_self_questions_are_told_from_requests_for_help() -> None:
+    from memory.intent import is_self_question
+
+    asks = ["What speed is my new internet plan?", "Where did I redeem a $5 coupon?", "How many bikes do I own?",
+            "Do I have kids?", "which trip did I take first", "What is the name of my dog?"]
+    helps = ["how do I reset my router?", "What should I cook tonight?", "Can you suggest something I'd like?",
+             "give me a fun fact", "tell me about my horoscope", "write a haiku", "What is the capital of France?",
+             "my laptop is slow, what can I check?", ""]
+    assert [q for q in asks if not is_self_question(q)] == []
+    assert [q for q in helps if is_self_question(q)] == []
+
+
 def test_item_floor_is_on_plain_relevance() -> None:
     strong = Candidate(cube(1, "allergic to peanuts"), 0.6, 0.0)
     weak = Candidate(cube(2, "quarterly report due friday"), 0.05, 0.0)
