@@ -8,8 +8,8 @@ haiku" does not mention them at all.
 
 Recall's gate (memory/recall.py) rises with the size of the owner, because
 the best of N unrelated memories creeps up with N; for a question about the
-user's own life the prompt itself says memory is wanted, so the gate grows
-half as fast there (:data:`memory.recall.SELF_QUESTION_GROWTH`). The test is
+user's own life the prompt itself says memory is wanted, so the gate stays at
+the base relevance floor there (:data:`memory.recall.SELF_QUESTION_GROWTH`). The test is
 grammatical, not topical: a question word or a leading auxiliary, a
 first-person reference, and none of the instructional forms ("how do I",
 "should I", "can you", "give me", ...).

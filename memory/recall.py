@@ -92,7 +92,9 @@ GATE_PER_DECADE = 0.055
 GATE_BASE_SIZE = 10
 # a question about the user's own life ("what speed is my new internet plan?",
 # memory/intent.py) asks for memory itself: its gate grows this share as fast
-SELF_QUESTION_GROWTH = 0.5
+# (0: the base min_score at any owner size). LongMemEval dev, 0.5 -> 0: one more
+# gate opened of 18 self-questions looked at (it was 0.372 against 0.388)
+SELF_QUESTION_GROWTH = 0.0
 # memories of one day share one date header in the rendered block (see pack)
 GROUP_BY_DATE = True
 MAX_RANKED = 256  # more than any budget holds (4,096 tokens ~ 160 turns)

@@ -52,9 +52,9 @@ def test_abstention_nothing_when_best_is_below_the_gate() -> None:
 
 
 def test_a_question_about_the_user_gets_a_gentler_gate() -> None:
-    assert gate(0.35, 700, self_question=True) < gate(0.35, 700)
-    assert gate(0.35, 5, self_question=True) == 0.35  # no population growth to relieve
-    cands = [Candidate(cube(i, f"memory number {i}"), 0.42, 0.0) for i in range(700)]  # gates: 0.45 and 0.40
+    assert gate(0.35, 700, self_question=True) == 0.35 < gate(0.35, 700)
+    assert gate(0.35, 5, self_question=True) == 0.35
+    cands = [Candidate(cube(i, f"memory number {i}"), 0.42, 0.0) for i in range(700)]  # gates: 0.45 and 0.35
     assert rank(cands, 0.35, query="tell me a joke") == []
     assert rank(cands, 0.35, query="how do I reset my router?") == []  # help with a task, not about the user
     assert rank(cands, 0.35, query="What speed is my new internet plan?") != []
