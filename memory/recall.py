@@ -600,9 +600,7 @@ def _in_time(view: OwnerView, when: QueryTime) -> np.ndarray:
         hit |= dated & (days >= lo.toordinal()) & (days < hi.toordinal())
     if when.months:
         hit |= dated & np.isin(view.months, sorted(when.months))
-    for pos, spans in view.mentioned().items():
-        if not hit[pos] and any(when.overlaps(start, end) for start, end in spans):
-            hit[pos] = True
+    hit |= view.mentions.hits(when, view.n)
     return hit.astype(np.float64)
 
 
