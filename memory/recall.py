@@ -516,11 +516,7 @@ def rank_view(
     (memory/candidates.py), the rest are out.
     """
     n = view.n
-    lexical = np.zeros(n, dtype=np.float64)
-    for memory_id, value in bm25.scores(query).items():
-        pos = view.position.get(memory_id)
-        if pos is not None:
-            lexical[pos] = value
+    lexical = view.postings.scores(bm25, view, query)  # bm25.scores(query) by position (memory/postings.py)
     subset = candidate_positions(view, dense, lexical) if dense is not None else None
     cosines = cosines_of(view, embedding, subset)
     fused = cosines + LEXICAL_WEIGHT * lexical

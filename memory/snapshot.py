@@ -45,6 +45,7 @@ from memory.coherence import read_written
 from memory.cube import MemCube, Owner, Provenance, owner_key
 from memory.lexical import BM25Index
 from memory.longlived import settle
+from memory.postings import PostingArrays
 
 if TYPE_CHECKING:
     from memory.coherence import SharedStore
@@ -409,6 +410,7 @@ def saved_view(view: Any) -> Any:
     out.session_codes = dict(view.session_codes)
     out.speaker_codes = dict(view.speaker_codes)
     out.mentions = view.mentions.trimmed()
+    out.postings = PostingArrays()  # a cache, rebuilt per term as queries read them
     return out
 
 

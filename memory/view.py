@@ -20,6 +20,7 @@ import numpy as np
 
 from memory.cube import MemCube
 from memory.mentions import Mentions
+from memory.postings import PostingArrays
 
 Spans = tuple[tuple[date, date], ...]
 
@@ -54,6 +55,7 @@ class OwnerView:
         self.session_codes: dict[object, int] = {}
         self.speaker_codes: dict[str, int] = {}
         self.mentions = Mentions()  # the dates memories mention (memory/mentions.py)
+        self.postings = PostingArrays()  # query terms' BM25 postings in these positions (memory/postings.py)
 
     @classmethod
     def build(cls, cubes: Mapping[str, MemCube], vectors: Mapping[str, np.ndarray]) -> OwnerView:
@@ -164,4 +166,5 @@ class OwnerView:
         for later in range(pos, n - 1):
             self.position[self.ids[later]] = later
         self.mentions.discard(pos)
+        self.postings.clear()  # positions moved
         return True
