@@ -596,7 +596,15 @@ def rank_view(
     )  # sorted only as far as the near-duplicate pass reads (memory/topk.py)
     if outside:
         ordered = merge_best(list(ordered), outside)
-    ranked = _suppress_twins(ordered, lambda cube: _indexed_words(bm25, cube), bm25.document_frequency, trace)
+    frequencies: dict[str, int] = {}  # each word's document frequency, read once per query
+
+    def frequency(term: str) -> int:
+        value = frequencies.get(term)
+        if value is None:
+            value = frequencies[term] = bm25.document_frequency(term)
+        return value
+
+    ranked = _suppress_twins(ordered, lambda cube: _indexed_words(bm25, cube), frequency, trace)
     if trace is not None:
         trace.settle(ranked)
     return ranked
