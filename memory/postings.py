@@ -19,6 +19,7 @@ equal, not close.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,10 +85,19 @@ class PostingArrays:
                 entry.seen = view.n  # rows added since hold none of its postings
                 return entry
         docs = bm25.postings(term)
-        position, length = view.position, bm25.length
-        found = [(position[d], tf, length(d)) for d, tf in docs.items() if d in position]
-        found.sort()
-        array = np.array(found, dtype=np.int64).reshape(-1, 3)
-        entry = _Term(bm25.changes, view.n, array[:, 0].copy(), array[:, 1].copy(), array[:, 2].copy())
+        position = view.position
+        if docs.keys() <= position.keys():
+            ids, tfs = list(docs), list(docs.values())
+        else:  # some are not in the view (no vector yet)
+            ids = [d for d in docs if d in position]
+            tfs = [docs[d] for d in ids]
+        entry = _Term(
+            bm25.changes, view.n, _ints(map(position.__getitem__, ids), len(ids)), _ints(tfs, len(ids)),
+            _ints(map(bm25.length, ids), len(ids)),
+        )
         self._terms[term] = entry
         return entry
+
+
+def _ints(values: Iterable[int], count: int) -> np.ndarray:
+    return np.fromiter(values, dtype=np.int64, count=count)
