@@ -57,11 +57,8 @@ def candidate_positions(
 
 
 def cosines_of(view: OwnerView, embedding: np.ndarray, subset: np.ndarray | None) -> np.ndarray:
-    """Every memory's cosine with the query (float64), or only ``subset``'s (the rest ``-inf``)."""
+    """Every memory's cosine with the query (float64), or only ``subset``'s (in its order)."""
     query = np.asarray(embedding, dtype=np.float32).reshape(-1)
     if subset is None:
         return (view.matrix @ query).astype(np.float64)
-    out = np.full(view.n, -np.inf)
-    out[subset] = view.matrix[subset] @ query
-    return out
-
+    return (view.matrix[subset] @ query).astype(np.float64)

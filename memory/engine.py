@@ -292,6 +292,7 @@ class MemoryEngine:
             engine.snapshots.start(engine.save_snapshots)
         engine._spawn(engine._connect(), "memproxy-store-connect")  # not on the first request's time
         await embedder.warmup()
+        await asyncio.to_thread(engine.counter.count, "warm")  # tiktoken's tables: not on the first request's time
         await engine._bridge.anchors()  # the domain anchors every recall needs: not on the first request's time
         if engine.snapshots is not None:
             engine._spawn(engine._warm(engine.snapshots.recent(settings.snapshot.warm_owners)), "memproxy-warm")
@@ -398,6 +399,7 @@ class MemoryEngine:
         assert self.snapshots is not None
         try:
             index = await self._lexical.index(user)
+            await self.profile(user)  # built here, kept in the snapshot: not on the first request after a restart
             return await self.snapshots.save(user, index, lambda: self._watermark(user))
         except (OSError, MemoryEngineError) as exc:
             log.warning("saving the index snapshot of an owner failed: %s", exc)

@@ -136,14 +136,16 @@ class OwnerIndex:
         view = self.view()
         if view is None:
             return None
+        memo = self.profile_memo  # the profile of these disclosures, if built: not built again after a restart
+        profile = memo[1:] if memo is not None and memo[0] == self.disclosed_version else None
         return {
             "bm25": saved_bm25(self.bm25), "view": saved_view(view), "profiles": dict(self.profiles),
-            "disclosed": dict(self.disclosed),
+            "disclosed": dict(dict.items(self.disclosed)), "profile": profile,
         }
 
     def restore(self, state: dict[str, object]) -> None:
         """Take a snapshot's state (from :meth:`state`); under ``lock``."""
-        from memory.snapshot import restored_bm25, restored_cubes
+        from memory.snapshot import restored_bm25, restored_cubes, restored_disclosed
 
         view = state["view"]
         assert isinstance(view, OwnerView)
@@ -154,10 +156,12 @@ class OwnerIndex:
         self.profiles = dict(state["profiles"])  # type: ignore[call-overload]
         disclosed = state.get("disclosed")
         if isinstance(disclosed, dict):
-            self.disclosed = dict(disclosed)
+            self.disclosed = restored_disclosed(disclosed)
         else:  # a snapshot written before disclosures were kept
             self.disclosed = {i: found for i, cube in self.cubes.items() if (found := disclosures(cube))}
         self.disclosed_version += 1
+        profile = state.get("profile")  # (budget, profile) of exactly these disclosures
+        self.profile_memo = (self.disclosed_version, *profile) if isinstance(profile, tuple) else None
         self._view = view
 
     def set_profile(self, cube: MemCube, profile: np.ndarray) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
@@ -72,6 +72,9 @@ class BM25Index:
         self._lengths: dict[str, int] = {}
         self._terms: dict[str, tuple[str, ...]] = {}
         self._total = 0
+        # term -> the change count when its postings last changed (memory/postings.py caches by it)
+        self._changed: dict[str, int] = {}
+        self._changes = 0
 
     def __len__(self) -> int:
         return len(self._lengths)
@@ -82,8 +85,10 @@ class BM25Index:
     def upsert(self, doc_id: str, text: str) -> None:
         self.remove(doc_id)
         counts = Counter(tokenize(text))
+        self._changes += 1
         for term, tf in counts.items():
             self._postings.setdefault(term, {})[doc_id] = tf
+            self._changed[term] = self._changes
         length = sum(counts.values())
         self._lengths[doc_id] = length
         self._terms[doc_id] = tuple(counts)
@@ -94,7 +99,9 @@ class BM25Index:
         if length is None:
             return
         self._total -= length
+        self._changes += 1
         for term in self._terms.pop(doc_id, ()):
+            self._changed[term] = self._changes
             docs = self._postings.get(term)
             if docs is not None:
                 docs.pop(doc_id, None)
@@ -104,6 +111,25 @@ class BM25Index:
     def terms(self, doc_id: str) -> tuple[str, ...] | None:
         """The distinct index terms of a document (None: not indexed)."""
         return self._terms.get(doc_id)
+
+    def changed(self, term: str) -> int:
+        """When the term's postings last changed (a count of changes; 0: not since the index was made)."""
+        return self._changed.get(term, 0)
+
+    @property
+    def changes(self) -> int:
+        return self._changes
+
+    def postings(self, term: str) -> Mapping[str, int]:
+        """The documents holding ``term``, with its frequency in each."""
+        return self._postings.get(term, {})
+
+    def length(self, doc_id: str) -> int:
+        """The document's length in index terms."""
+        return self._lengths[doc_id]
+
+    def average_length(self) -> float:
+        return self._total / len(self._lengths) or 1.0
 
     def document_frequency(self, term: str) -> int:
         return len(self._postings.get(term, ()))

@@ -523,16 +523,17 @@ def rank_view(
     (memory/candidates.py), the rest are out.
     """
     n = view.n
-    lexical = np.zeros(n, dtype=np.float64)
-    for memory_id, value in bm25.scores(query).items():
-        pos = view.position.get(memory_id)
-        if pos is not None:
-            lexical[pos] = value
-    subset = candidate_positions(view, dense, lexical) if dense is not None else None
-    cosines = cosines_of(view, embedding, subset)
-    fused = cosines + LEXICAL_WEIGHT * lexical
-    gated = cosines + GATE_LEXICAL_WEIGHT * lexical
-    best = max([float(gated.max()) if n else -1.0] + [score for _, score in extra])
+    lexical = view.postings.scores(bm25, view, query)  # bm25.scores(query) by position (memory/postings.py)
+    # the rows scored: a large owner's candidates, else all (None); everything below is
+    # computed on them only, a row outside scoring -inf as if computed on every row
+    rows = candidate_positions(view, dense, lexical) if dense is not None else None
+    cosines = cosines_of(view, embedding, rows)
+    if trace is not None and rows is not None:  # an explanation reads parts by position: every row
+        cosines, rows = _spread(cosines, rows, n), None
+    lex = lexical if rows is None else lexical[rows]
+    fused = cosines + LEXICAL_WEIGHT * lex
+    gated = cosines + GATE_LEXICAL_WEIGHT * lex
+    best = max([float(gated.max()) if gated.size else (-np.inf if n else -1.0)] + [score for _, score in extra])
     threshold = gate(min_score, population or n, is_self_question(query))
     if trace is not None and best < threshold:  # the best plain scores, all cut by the gate
         for pos in np.argsort(-gated, kind="stable")[:TRACED_BEYOND]:
@@ -542,14 +543,21 @@ def rank_view(
     if best < threshold:
         return []
     floor = min_score * ITEM_FLOOR_RATIO
-    base = fused + TIME_BOOST * _in_time(view, when) if when is not None else fused
-    codes = view.sessions
+    if when is not None:
+        timed = _in_time(view, when)
+        base = fused + TIME_BOOST * (timed if rows is None else timed[rows])
+    else:
+        base = fused
+    codes = view.sessions if rows is None else view.sessions[rows]
     scores = base.copy()
     if NEIGHBOUR_WEIGHT and n > 1:
+        m = base.size
         same = codes[1:] == codes[:-1]
-        left = np.full(n, -np.inf)
+        if rows is not None:  # neighbours in write order: adjacent positions
+            same &= rows[1:] == rows[:-1] + 1
+        left = np.full(m, -np.inf)
         left[1:] = np.where(same, base[:-1], -np.inf)
-        right = np.full(n, -np.inf)
+        right = np.full(m, -np.inf)
         right[:-1] = np.where(same, base[1:], -np.inf)
         near = np.maximum(left, right)
         has = near > -np.inf
@@ -560,8 +568,11 @@ def rank_view(
         scores = scores + SESSION_WEIGHT * best_in_session[codes]
     speakers = _named_speaker_codes(query, view) if SPEAKER_BOOST else []
     if speakers:
-        scores = np.where(np.isin(view.speakers, speakers), scores + SPEAKER_BOOST, scores)
+        spoken = view.speakers if rows is None else view.speakers[rows]
+        scores = np.where(np.isin(spoken, speakers), scores + SPEAKER_BOOST, scores)
     final = np.where(fused < floor, -np.inf, scores)
+    if rows is not None:
+        final = _spread(final, rows, n)
     outside: list[tuple[MemCube, float]] = []
     for cube, score in extra:  # each memory at its best score (merge_best)
         pos = view.position.get(cube.id)
@@ -592,10 +603,25 @@ def rank_view(
     )  # sorted only as far as the near-duplicate pass reads (memory/topk.py)
     if outside:
         ordered = merge_best(list(ordered), outside)
-    ranked = _suppress_twins(ordered, lambda cube: _indexed_words(bm25, cube), bm25.document_frequency, trace)
+    frequencies: dict[str, int] = {}  # each word's document frequency, read once per query
+
+    def frequency(term: str) -> int:
+        value = frequencies.get(term)
+        if value is None:
+            value = frequencies[term] = bm25.document_frequency(term)
+        return value
+
+    ranked = _suppress_twins(ordered, lambda cube: _indexed_words(bm25, cube), frequency, trace)
     if trace is not None:
         trace.settle(ranked)
     return ranked
+
+
+def _spread(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """``values`` of ``rows`` as every row's, ``-inf`` elsewhere."""
+    out = np.full(n, -np.inf)
+    out[rows] = values
+    return out
 
 
 def _in_time(view: OwnerView, when: QueryTime) -> np.ndarray:
@@ -607,9 +633,7 @@ def _in_time(view: OwnerView, when: QueryTime) -> np.ndarray:
         hit |= dated & (days >= lo.toordinal()) & (days < hi.toordinal())
     if when.months:
         hit |= dated & np.isin(view.months, sorted(when.months))
-    for pos, spans in view.mentioned().items():
-        if not hit[pos] and any(when.overlaps(start, end) for start, end in spans):
-            hit[pos] = True
+    hit |= view.mentions.hits(when, view.n)
     return hit.astype(np.float64)
 
 

@@ -45,6 +45,7 @@ from memory.coherence import read_written
 from memory.cube import MemCube, Owner, Provenance, owner_key
 from memory.lexical import BM25Index
 from memory.longlived import settle
+from memory.postings import PostingArrays
 
 if TYPE_CHECKING:
     from memory.coherence import SharedStore
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 3  # 2: memories as per-row pickles; 3: BM25 postings too
+FORMAT = 4  # 2: memories as per-row pickles; 3: BM25 postings too; 4: the view's mentioned dates
 SUFFIX = ".snap"
 
 
@@ -373,7 +374,8 @@ def encoded(state: dict[str, Any]) -> dict[str, Any]:
     bm25["terms"] = {d: _pickled(v) for d, v in bm25["terms"].items()}
     view = state["view"]
     view.cubes = LazyCubeList([_row(v) for v in view.cubes])
-    return {**state, "bm25": bm25, "view": view}
+    disclosed = {i: _pickled(v) for i, v in state["disclosed"].items()}
+    return {**state, "bm25": bm25, "view": view, "disclosed": disclosed}
 
 
 def restored_bm25(state: dict[str, Any]) -> BM25Index:
@@ -385,13 +387,19 @@ def restored_bm25(state: dict[str, Any]) -> BM25Index:
     return bm25
 
 
+def restored_disclosed(disclosed: dict[str, Any]) -> LazyDict:
+    """An index's ``disclosed`` from a snapshot: each memory's disclosures unpickled when
+    first read (a restored profile needs none of them until a disclosure changes)."""
+    return LazyDict(disclosed)
+
+
 def _row(value: Any) -> Row:
     return value if type(value) is bytes else encode(value)
 
 
 def saved_view(view: Any) -> Any:
     """A copy of an OwnerView that later changes do not touch (taken under the owner's
-    lock): its arrays cut to the rows in use, without its lazily built caches."""
+    lock): its arrays cut to the rows in use."""
     out = copy.copy(view)
     n = view.n
     for name in ("_matrix", "_sessions", "_recency", "_days", "_months", "_speakers"):
@@ -401,7 +409,8 @@ def saved_view(view: Any) -> Any:
     out.position = dict(view.position)
     out.session_codes = dict(view.session_codes)
     out.speaker_codes = dict(view.speaker_codes)
-    out._mentioned = None
+    out.mentions = view.mentions.trimmed()
+    out.postings = PostingArrays()  # a cache, rebuilt per term as queries read them
     return out
 
 

@@ -3,7 +3,8 @@
 Built from an :class:`~memory.lexcache.OwnerIndex` holding every vector, in
 id (= write) order: the embedding matrix and, per memory, what ranking reads
 besides its scores (session, recency, event day, speaker). Everything here is
-derived when a memory enters the view, never per query. New memories (ids
+derived when a memory enters the view, never per query (the dates memories
+mention too: memory/mentions.py). New memories (ids
 are time-ordered, so they come last) are appended into spare capacity and
 changed ones are patched in place, a removed one is dropped from the arrays
 (later rows move up); an id out of order makes the owner build a fresh view
@@ -18,6 +19,8 @@ from datetime import date
 import numpy as np
 
 from memory.cube import MemCube
+from memory.mentions import Mentions
+from memory.postings import PostingArrays
 
 Spans = tuple[tuple[date, date], ...]
 
@@ -26,6 +29,12 @@ def _session_key(cube: MemCube) -> object:
     from memory.recall import session_key
 
     return session_key(cube)
+
+
+def _mentioned(cube: MemCube) -> Spans:
+    from memory.recall import cube_spans
+
+    return cube_spans(cube)
 
 
 def _recency(cube: MemCube) -> float:
@@ -45,7 +54,8 @@ class OwnerView:
         self._speakers = np.full(capacity, -1, dtype=np.int64)
         self.session_codes: dict[object, int] = {}
         self.speaker_codes: dict[str, int] = {}
-        self._mentioned: dict[int, Spans] | None = None  # lazily, on the first query that names a time
+        self.mentions = Mentions()  # the dates memories mention (memory/mentions.py)
+        self.postings = PostingArrays()  # query terms' BM25 postings in these positions (memory/postings.py)
 
     @classmethod
     def build(cls, cubes: Mapping[str, MemCube], vectors: Mapping[str, np.ndarray]) -> OwnerView:
@@ -113,8 +123,6 @@ class OwnerView:
             self._speakers[pos] = self.speaker_codes.setdefault(speaker, len(self.speaker_codes))
         else:
             self._speakers[pos] = -1
-        if self._mentioned is not None:
-            self._note_mentioned(pos, cube)
 
     def append(self, cube: MemCube, vector: np.ndarray) -> None:
         pos = self.n
@@ -125,6 +133,7 @@ class OwnerView:
         self.position[cube.id] = pos
         self._matrix[pos] = vector
         self._set_row(pos, cube)
+        self.mentions.add(pos, _mentioned(cube))
 
     def absorb(self, cube: MemCube, vector: np.ndarray | None, content_changed: bool) -> bool:
         """Take an upserted memory in place; False when the view must be rebuilt."""
@@ -140,6 +149,7 @@ class OwnerView:
         if vector is not None:
             self._matrix[pos] = vector
         self._set_row(pos, cube)
+        self.mentions.replace(pos, _mentioned(cube))
         return True
 
     def discard(self, memory_id: str) -> bool:
@@ -155,23 +165,6 @@ class OwnerView:
         del self.position[memory_id]
         for later in range(pos, n - 1):
             self.position[self.ids[later]] = later
-        self._mentioned = None  # positions moved: recomputed on the next query that names a time
+        self.mentions.discard(pos)
+        self.postings.clear()  # positions moved
         return True
-
-    def _note_mentioned(self, pos: int, cube: MemCube) -> None:
-        from memory.recall import cube_spans
-
-        assert self._mentioned is not None
-        spans = cube_spans(cube)
-        if spans:
-            self._mentioned[pos] = spans
-        else:
-            self._mentioned.pop(pos, None)
-
-    def mentioned(self) -> dict[int, Spans]:
-        """Positions of memories that mention dates, with the date spans."""
-        if self._mentioned is None:
-            self._mentioned = {}
-            for pos, cube in enumerate(self.cubes):
-                self._note_mentioned(pos, cube)
-        return self._mentioned
