@@ -11,6 +11,11 @@ are interleaved call by call so machine noise hits them alike: (a), (b) and
 background write behind every call. The report gives medians, p95 and the
 added latency against the direct calls of the same phase.
 
+The proxy runs as ``memproxy serve`` runs it: on uvloop (where installed),
+logging at its ``log_level`` in serve's format (to a file in the temporary
+data dir here, stderr under ``serve``), so per-request log lines cost what
+they cost in production.
+
 The fake upstream lives in the source tree's ``testing`` package, which the
 wheel does not ship: run this benchmark from a source checkout
 (``make bench-latency``, or ``PYTHONPATH=. memproxy bench latency`` at the
@@ -20,9 +25,12 @@ repository root).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +85,9 @@ def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
     fake = FakeOpenAI()
     with tempfile.TemporaryDirectory(prefix="memproxy-bench-") as tmp, ServerThread(fake.app()) as upstream:
         settings = load_settings(data_dir=tmp, upstream={"base_url": f"{upstream.url}/v1", "provider": "openai"})
-        with ServerThread(create_app(settings)) as proxy:
+        with _served_logging(settings.log_level, Path(tmp) / "memproxy.log"), ServerThread(
+            create_app(settings), loop="auto"
+        ) as proxy:
             direct = OpenAI(base_url=f"{upstream.url}/v1", api_key="sk-bench", max_retries=0)
             via = OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-bench", max_retries=0)
             _seed(via, memories)
@@ -114,6 +124,25 @@ def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
         results["first_chunk"] = _summary(firsts, recalled, calls, memories, stream)["modes"]
     return results
 
+
+@contextlib.contextmanager
+def _served_logging(level: str, path: Path) -> Iterator[None]:
+    """Logging as ``memproxy serve`` configures it (proxy/serving.py), into ``path``."""
+    from proxy.serving import LOG_FORMAT, quiet_chatty_loggers
+
+    root = logging.getLogger()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    saved = root.level
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    quiet_chatty_loggers(level)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved)
+        handler.close()
 
 
 def _seed(client: Any, count: int) -> None:

@@ -66,8 +66,22 @@ def worker_app() -> FastAPI:
     return create_app(settings)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Loggers that say at INFO what the access log already says, once per request
+# (httpx: "HTTP Request: POST .../chat/completions 200"): kept at WARNING unless
+# the level is DEBUG.
+CHATTY_LOGGERS = ("httpx", "httpcore")
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """The server's logging: ``level`` on the root logger, to stderr."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    quiet_chatty_loggers(level)
+
+
+def quiet_chatty_loggers(level: str) -> None:
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
 
 
 def run(
