@@ -11,10 +11,10 @@ are interleaved call by call so machine noise hits them alike: (a), (b) and
 background write behind every call. The report gives medians, p95 and the
 added latency against the direct calls of the same phase.
 
-The proxy runs as ``memproxy serve`` runs it: on uvloop (where installed),
-logging at its ``log_level`` in serve's format (to a file in the temporary
-data dir here, stderr under ``serve``), so per-request log lines cost what
-they cost in production.
+The proxy is a real ``memproxy serve`` process (this checkout's code, default
+settings, ``log_level: info``: an access-log line per request), as a user runs
+it, so it shares no interpreter (and no GIL) with the client and the fake
+upstream, which run in this process.
 
 The fake upstream lives in the source tree's ``testing`` package, which the
 wheel does not ship: run this benchmark from a source checkout
@@ -25,12 +25,9 @@ repository root).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +75,15 @@ def run(args: argparse.Namespace) -> int:
 def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
     from openai import OpenAI
 
-    from proxy.app import create_app
-    from proxy.config import load_settings
-
     FakeOpenAI, ServerThread = fake_upstream("latency")
+    from testing.processes import ServeProcess
+
     fake = FakeOpenAI()
     with tempfile.TemporaryDirectory(prefix="memproxy-bench-") as tmp, ServerThread(fake.app()) as upstream:
-        settings = load_settings(data_dir=tmp, upstream={"base_url": f"{upstream.url}/v1", "provider": "openai"})
-        with _served_logging(settings.log_level, Path(tmp) / "memproxy.log"), ServerThread(
-            create_app(settings), loop="auto"
-        ) as proxy:
+        proxy = ServeProcess(
+            "--upstream-base-url", f"{upstream.url}/v1", data_dir=Path(tmp), env={"MEMPROXY_LOG_LEVEL": "info"}
+        )
+        try:
             direct = OpenAI(base_url=f"{upstream.url}/v1", api_key="sk-bench", max_retries=0)
             via = OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-bench", max_retries=0)
             _seed(via, memories)
@@ -119,30 +115,12 @@ def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
                             firsts.setdefault(name, []).append(first)
                         if name == "proxy_memory_read":
                             recalled.append(count)
+        finally:
+            proxy.stop()
     results = _summary(timings, recalled, calls, memories, stream)
     if stream:  # time to the first chunk, against direct's in the same phase
         results["first_chunk"] = _summary(firsts, recalled, calls, memories, stream)["modes"]
     return results
-
-
-@contextlib.contextmanager
-def _served_logging(level: str, path: Path) -> Iterator[None]:
-    """Logging as ``memproxy serve`` configures it (proxy/serving.py), into ``path``."""
-    from proxy.serving import LOG_FORMAT, quiet_chatty_loggers
-
-    root = logging.getLogger()
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    saved = root.level
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    quiet_chatty_loggers(level)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(saved)
-        handler.close()
 
 
 def _seed(client: Any, count: int) -> None:

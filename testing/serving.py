@@ -32,14 +32,11 @@ def free_port() -> int:
 class ServerThread:
     """``with ServerThread(app) as server: server.url`` — a live HTTP server."""
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, loop: str = "asyncio") -> None:
-        """``loop``: ``"asyncio"`` (the standard library's), or ``"auto"``: uvloop
-        where installed, as ``memproxy serve`` runs (benchmarks use it)."""
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
         config = uvicorn.Config(
             app,
             host=host,
             port=port,
-            loop=loop,
             log_level="warning",
             access_log=False,
             lifespan="on",
@@ -76,10 +73,7 @@ class ServerThread:
 
     def _run(self) -> None:
         try:
-            if self.server.config.loop == "asyncio":
-                asyncio.run(self.server.serve())
-            else:
-                self.server.run()
+            asyncio.run(self.server.serve())
         except BaseException as exc:  # surfaced to start() through self._error
             self._error = exc
             raise
