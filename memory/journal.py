@@ -86,7 +86,8 @@ JOURNAL_FILE = "journal.sqlite3"
 MEMORY = ":memory:"  # a journal that does not survive the process (engines built without a data dir)
 HOLDERS_DIR = "holders"
 SWEEP_S = 2.0  # at most this often, claims of dead holders are released
-BUSY_TIMEOUT_MS = 30_000  # another process holds SQLite's write lock: wait this long
+BUSY_TIMEOUT_MS = 30_000
+WARM_WAL_BYTES = 4 << 20  # about SQLite's auto-checkpoint size (1,000 pages of 4 KiB)  # another process holds SQLite's write lock: wait this long
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -113,6 +114,7 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE INDEX IF NOT EXISTS batches_user ON batches (user);
 CREATE TABLE IF NOT EXISTS barrier (id INTEGER PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS wal_warmup (b BLOB);
 """
 
 
@@ -251,7 +253,33 @@ class Journal:
         conn.execute("BEGIN IMMEDIATE")
         self._sweep(conn)  # claims of processes that died (this one's previous life among them)
         conn.execute("COMMIT")
+        self._warm_wal(conn)
         return conn
+
+    def _warm_wal(self, conn: sqlite3.Connection) -> None:
+        """Give a new WAL file its working size now, so that commits overwrite it in place.
+
+        SQLite deletes the WAL when its last connection closes, and a WAL that
+        grows with every commit makes every fsync also commit the file's new
+        size (a filesystem journal commit): on this project's test machine a
+        commit took ~4 ms p50 that way, ~0.6 ms overwriting blocks already
+        allocated. So at open, a WAL smaller than :data:`WARM_WAL_BYTES` gets a
+        scratch row of that size, committed, deleted, and checkpointed: the
+        file keeps its size, and later commits restart it from the top (the
+        default auto-checkpoint keeps it near that size). The database keeps
+        the freed pages for reuse (at most about that size).
+        """
+        if not self.durable:
+            return
+        wal = Path(self.path + "-wal")
+        try:
+            if wal.stat().st_size >= WARM_WAL_BYTES:
+                return
+        except FileNotFoundError:
+            pass
+        conn.execute("INSERT INTO wal_warmup (b) VALUES (zeroblob(?))", (WARM_WAL_BYTES,))
+        conn.execute("DELETE FROM wal_warmup")
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _sweep(self, conn: sqlite3.Connection) -> int:
         """Release the claims of holders that are gone (inside a write transaction); how many items."""

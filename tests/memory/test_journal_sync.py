@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from memory.cube import MemCube, Owner
-from memory.journal import Entry, Journal, journal_path
+from memory.journal import WARM_WAL_BYTES, Entry, Journal, journal_path
 
 ALICE = Owner(user="alice")
 
@@ -58,6 +58,28 @@ def test_a_completion_without_fsync_is_still_committed(tmp_path: Path) -> None:
         try:
             assert await reopened.pending_count() == 0
             assert await reopened.next_unclaimed(10) == []
+        finally:
+            await reopened.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_wal_is_given_its_working_size_at_open(tmp_path: Path) -> None:
+    """Commits then overwrite allocated blocks instead of growing the file (a cheaper fsync)."""
+
+    async def scenario() -> None:
+        journal = await Journal(journal_path(tmp_path)).open()
+        try:
+            wal = Path(f"{journal_path(tmp_path)}-wal")
+            assert wal.stat().st_size >= WARM_WAL_BYTES
+            await journal.append([Entry(cube(n), "turn") for n in range(3)])
+            assert await journal.pending_count("alice") == 3
+        finally:
+            await journal.aclose()
+        reopened = await Journal(journal_path(tmp_path)).open()  # the WAL was deleted at close: warmed again
+        try:
+            assert Path(f"{journal_path(tmp_path)}-wal").stat().st_size >= WARM_WAL_BYTES
+            assert await reopened.pending_count("alice") == 3
         finally:
             await reopened.aclose()
 
