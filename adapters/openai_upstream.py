@@ -11,11 +11,13 @@ parser cost about half a millisecond less per call than httpx's layers
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import certifi
 
 from adapters.base import CallContext, configured_models
 from adapters.errors import UpstreamError, UpstreamUnavailable, UpstreamUnsupported, relayed_headers
@@ -45,8 +47,10 @@ class OpenAIUpstream:
     def session(self) -> aiohttp.ClientSession:
         """The keep-alive pool, made on first use (inside the running event loop)."""
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0)
-            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
+            # as httpx did: certifi's CA bundle, and HTTP(S)_PROXY / NO_PROXY from the environment
+            tls = ssl.create_default_context(cafile=certifi.where())
+            connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0, ssl=tls)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector, trust_env=True)
         return self._session
 
     async def chat(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
