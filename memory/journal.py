@@ -1,7 +1,8 @@
 """The write-ahead journal: every memory write is durable before it is acknowledged.
 
-A SQLite database in WAL mode with ``synchronous=FULL`` under the data dir
-(``<data_dir>/journal/journal.sqlite3``). Every write the engine accepts — a
+A SQLite database in WAL mode under the data dir
+(``<data_dir>/journal/journal.sqlite3``); new writes and removals commit with
+``synchronous=FULL`` (see "What is fsync'd" below). Every write the engine accepts — a
 chat turn, a ``POST /v1/memories`` batch — is a fully built :class:`MemCube`
 (its id included) and is committed here, fsync'd, before the client hears
 "ok". The background writer (:mod:`memory.writer`) embeds and stores journaled
