@@ -1,4 +1,4 @@
-"""The httpx seam shared by the HTTP upstreams: error mapping and JSON bodies."""
+"""The HTTP seam shared by the HTTP upstreams (httpx and aiohttp): error mapping and JSON bodies."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 import orjson
 
@@ -18,18 +19,18 @@ Item = TypeVar("Item")
 
 @contextmanager
 def transport_errors(peer: str, *, streaming: bool = False) -> Iterator[None]:
-    """Turn httpx timeouts into 504s and connection failures into 502s.
+    """Turn httpx and aiohttp timeouts into 504s and connection failures into 502s.
 
     ``peer`` names the upstream in messages ("the upstream model", "Ollama").
     """
     try:
         yield
-    except httpx.TimeoutException as exc:
+    except (httpx.TimeoutException, aiohttp.ServerTimeoutError) as exc:
         verb = "stopped sending" if streaming else "did not answer"
         raise UpstreamTimeout(f"{_capital(peer)} {verb} in time.") from exc
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, aiohttp.ClientError) as exc:
         what = f"The stream from {peer} broke" if streaming else f"Could not reach {peer}"
-        raise UpstreamUnavailable(f"{what}: {exc}") from exc
+        raise UpstreamUnavailable(f"{what}: {exc or type(exc).__name__}") from exc
 
 
 async def error_body(response: httpx.Response, peer: str) -> bytes:
@@ -39,6 +40,15 @@ async def error_body(response: httpx.Response, peer: str) -> bytes:
             return await response.aread()
     finally:
         await response.aclose()
+
+
+def json_bytes(body: Any) -> bytes:
+    """``body`` as JSON bytes, once: orjson, or the standard library for what orjson
+    refuses (an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 def json_object(content: bytes, peer: str) -> dict[str, Any]:

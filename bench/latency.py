@@ -11,6 +11,11 @@ are interleaved call by call so machine noise hits them alike: (a), (b) and
 background write behind every call. The report gives medians, p95 and the
 added latency against the direct calls of the same phase.
 
+The proxy is a real ``memproxy serve`` process (this checkout's code, default
+settings, ``log_level: info``: an access-log line per request), as a user runs
+it, so it shares no interpreter (and no GIL) with the client and the fake
+upstream, which run in this process.
+
 The fake upstream lives in the source tree's ``testing`` package, which the
 wheel does not ship: run this benchmark from a source checkout
 (``make bench-latency``, or ``PYTHONPATH=. memproxy bench latency`` at the
@@ -70,14 +75,15 @@ def run(args: argparse.Namespace) -> int:
 def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
     from openai import OpenAI
 
-    from proxy.app import create_app
-    from proxy.config import load_settings
-
     FakeOpenAI, ServerThread = fake_upstream("latency")
+    from testing.processes import ServeProcess
+
     fake = FakeOpenAI()
     with tempfile.TemporaryDirectory(prefix="memproxy-bench-") as tmp, ServerThread(fake.app()) as upstream:
-        settings = load_settings(data_dir=tmp, upstream={"base_url": f"{upstream.url}/v1", "provider": "openai"})
-        with ServerThread(create_app(settings)) as proxy:
+        proxy = ServeProcess(
+            "--upstream-base-url", f"{upstream.url}/v1", data_dir=Path(tmp), env={"MEMPROXY_LOG_LEVEL": "info"}
+        )
+        try:
             direct = OpenAI(base_url=f"{upstream.url}/v1", api_key="sk-bench", max_retries=0)
             via = OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-bench", max_retries=0)
             _seed(via, memories)
@@ -109,11 +115,12 @@ def measure(calls: int, memories: int, stream: bool) -> dict[str, Any]:
                             firsts.setdefault(name, []).append(first)
                         if name == "proxy_memory_read":
                             recalled.append(count)
+        finally:
+            proxy.stop()
     results = _summary(timings, recalled, calls, memories, stream)
     if stream:  # time to the first chunk, against direct's in the same phase
         results["first_chunk"] = _summary(firsts, recalled, calls, memories, stream)["modes"]
     return results
-
 
 
 def _seed(client: Any, count: int) -> None:

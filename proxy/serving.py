@@ -23,9 +23,12 @@ into the store (bounded), and the process exits 0. From the signal on,
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
 import os
+import queue
 import signal
 import threading
 from collections.abc import Callable
@@ -66,8 +69,49 @@ def worker_app() -> FastAPI:
     return create_app(settings)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Loggers that say at INFO what the access log already says, once per request
+# (httpx: "HTTP Request: POST .../chat/completions 200"): kept at WARNING unless
+# the level is DEBUG.
+CHATTY_LOGGERS = ("httpx", "httpcore")
+_listener: logging.handlers.QueueListener | None = None
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """The server's logging: ``level`` on the root logger, to stderr, unless the
+    host program configured logging already.
+
+    Records are handed to a queue on the calling thread and written to stderr
+    by a listener thread, so the event loop never waits on a write to a slow
+    pipe (the access log is a line per request). The listener is stopped, and
+    what it holds written, at exit.
+    """
+    global _listener
+    quiet_chatty_loggers(level)
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    stderr = logging.StreamHandler()
+    stderr.setFormatter(logging.Formatter(LOG_FORMAT))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    root.addHandler(logging.handlers.QueueHandler(records))
+    root.setLevel(level.upper())
+    _listener = logging.handlers.QueueListener(records, stderr)
+    _listener.start()
+    atexit.register(stop_logging)
+
+
+def stop_logging() -> None:
+    """Write what the log queue holds and stop its thread (at exit)."""
+    global _listener
+    listener, _listener = _listener, None
+    if listener is not None:
+        listener.stop()
+
+
+def quiet_chatty_loggers(level: str) -> None:
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
 
 
 def run(

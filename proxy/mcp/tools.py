@@ -14,8 +14,9 @@ mcp``) to a running server at a URL with a key; mounted on the server
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -40,7 +41,8 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_
 
 
 def build_server(connect: Connect) -> MCPServer:
-    server = MCPServer("memproxy", instructions=INSTRUCTIONS)
+    with _root_logging_kept():
+        server = MCPServer("memproxy", instructions=INSTRUCTIONS)
 
     async def call(ctx: Context, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         async with connect(ctx) as client:
@@ -135,3 +137,25 @@ def _error_text(response: httpx.Response) -> str:
         return f"{response.status_code} {error.get('code') or error.get('type')}: {error['message']}"
     except (ValueError, KeyError, TypeError):
         return f"{response.status_code}: {response.text[:500]}"
+
+
+@contextmanager
+def _root_logging_kept() -> Iterator[None]:
+    """Keep ``MCPServer()`` from configuring the root logger.
+
+    Its constructor calls ``logging.basicConfig`` with a Rich handler at INFO,
+    which takes effect wherever nothing configured logging first (an app built
+    by a program or a benchmark rather than ``memproxy serve``): every request's
+    log lines would then be rendered by Rich (about a millisecond a request).
+    Logging is the host program's to configure: while a handler is on the root
+    logger, ``basicConfig`` does nothing.
+    """
+    root = logging.getLogger()
+    placeholder = None if root.handlers else logging.NullHandler()
+    if placeholder is not None:
+        root.addHandler(placeholder)
+    try:
+        yield
+    finally:
+        if placeholder is not None:
+            root.removeHandler(placeholder)

@@ -54,6 +54,7 @@ log = logging.getLogger("memproxy.pipeline")
 # reads 256 tokens at most, and a megabyte query would only cost time
 # (tokenising, BM25) for nothing.
 MAX_QUERY_CHARS = 4000
+CORE_BLOCKS_KEPT = 1024  # rendered core blocks (and their token counts) kept, by core version and profile
 
 Body = dict[str, Any]
 Placer = Callable[[Body, MemoryBlocks], Body]
@@ -123,6 +124,8 @@ class MemoryPipeline:
         self.observer = observer
         self.tracing = tracing
         self.explanations = ExplanationLog()  # of chat requests sent with X-Memory-Explain: 1
+        # the core block is byte-stable while the core set and profile are: rendered and counted once
+        self._core_blocks: dict[tuple[str, tuple[str, ...]], tuple[str, int]] = {}
 
     def upstream_done(self, front: str, stream: bool, started: float, ok: bool) -> None:
         """Report one upstream call that began at ``started`` (``time.perf_counter()``)."""
@@ -233,13 +236,26 @@ class MemoryPipeline:
             self.observer.recall_degraded(cause, time.perf_counter() - started)
 
     def _render(self, user: str, core: CoreSet, result: RecallResult | None) -> MemoryBlocks:
-        core_block = render_core_block(core.texts, core.profile) if core.items or core.profile else None
+        core_block, tokens = self._core_block(core) if core.items or core.profile else (None, 0)
         items = result.items if result is not None else []
         recalled_block = render_block([item.text for item in items]) if items else None
-        tokens = sum(self.counter.count(b) for b in (core_block, recalled_block) if b)
+        if recalled_block:
+            tokens += self.counter.count(recalled_block)
         outcome = MemoryOutcome("ok", len(items), tokens, len(core.items))
         activation = Activation(user, core.version, core_block) if core_block else None
         return MemoryBlocks(core_block, recalled_block, outcome, activation)
+
+    def _core_block(self, core: CoreSet) -> tuple[str, int]:
+        """The rendered core block and its tokens, made once per core version and profile."""
+        key = (core.version, core.profile)
+        found = self._core_blocks.get(key)
+        if found is None:
+            block = render_core_block(core.texts, core.profile)
+            found = (block, self.counter.count(block))
+            if len(self._core_blocks) >= CORE_BLOCKS_KEPT:
+                del self._core_blocks[next(iter(self._core_blocks))]  # the oldest
+            self._core_blocks[key] = found
+        return found
 
     async def relay(
         self, exchange: Exchange, source: AsyncIterator[Any], translator: StreamTranslator

@@ -1,0 +1,95 @@
+"""The OpenAI-compatible upstream's HTTP hop (aiohttp): bodies out, SSE lines in, connections reused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from adapters.base import CallContext
+from adapters.openai_upstream import OpenAIUpstream
+from adapters.settings import UpstreamSettings
+from testing.serving import ServerThread
+
+CTX = CallContext(request_id="req_test")
+# one stream, cut into awkward pieces: CRLF and CR line endings, an event split
+# mid-line, a multi-byte character split between two chunks
+PIECES = [
+    b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"caf',
+    "é".encode()[:1],
+    "é".encode()[1:] + b'"},"finish_reason":null}]}\r\n\r',
+    b'\ndata: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\r\r',
+    b"data: [DONE]\n\n",
+]
+
+
+class Recorder:
+    """An upstream that answers JSON with what it received, or streams PIECES; counts connections."""
+
+    def __init__(self) -> None:
+        self.bodies: list[Any] = []
+        self.clients: set[tuple[str, int]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        self.clients.add(tuple(scope["client"]))
+        raw = b""
+        more = True
+        while more:
+            message = await receive()
+            raw += message.get("body", b"")
+            more = message.get("more_body", False)
+        body = json.loads(raw)
+        self.bodies.append(body)
+        if body.get("stream"):
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+            for piece in PIECES:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                await asyncio.sleep(0.01)
+            await send({"type": "http.response.body", "body": b""})
+            return
+        answer = json.dumps({"id": "c1", "object": "chat.completion", "echo": body}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+def test_bodies_go_out_as_json_and_connections_are_reused() -> None:
+    recorder = Recorder()
+    big = 2**70  # beyond orjson's integers: the standard library writes it
+
+    async def scenario(url: str) -> list[dict[str, Any]]:
+        upstream = OpenAIUpstream(UpstreamSettings(base_url=url))
+        try:
+            return [
+                await upstream.chat({"model": "m", "messages": [{"role": "user", "content": f"hé {n}"}], "seed": big}, CTX)
+                for n in range(3)
+            ]
+        finally:
+            await upstream.aclose()
+
+    with ServerThread(recorder) as server:
+        answers = asyncio.run(scenario(f"{server.url}/v1"))
+    assert [a["echo"]["messages"][0]["content"] for a in answers] == ["hé 0", "hé 1", "hé 2"]
+    assert all(a["echo"]["seed"] == big for a in answers)
+    assert len(recorder.clients) == 1  # one kept-alive connection for the three calls
+
+
+def test_sse_lines_are_read_whatever_the_chunking_and_line_endings() -> None:
+    recorder = Recorder()
+
+    async def scenario(url: str) -> list[dict[str, Any]]:
+        upstream = OpenAIUpstream(UpstreamSettings(base_url=url))
+        try:
+            stream = await upstream.open_stream({"model": "m", "messages": [{"role": "user", "content": "hi"}]}, CTX)
+            return [chunk async for chunk in stream]
+        finally:
+            await upstream.aclose()
+
+    with ServerThread(recorder) as server:
+        chunks = asyncio.run(scenario(f"{server.url}/v1"))
+    assert [c["choices"][0]["delta"].get("content") for c in chunks] == ["café", None]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert recorder.bodies[0]["stream"] is True
