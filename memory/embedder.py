@@ -177,3 +177,7 @@ class Embedder:
     def close(self) -> None:
         for executor in self._lanes.values():
             executor.shutdown(wait=False, cancel_futures=True)
+        for model in self._models.values():
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()
