@@ -174,7 +174,7 @@ class TorchRuntime:
     def _run(self, sequences: list[list[int]], share: list[list[int]], out: list[np.ndarray]) -> None:
         import torch
 
-        transformer = self._model[0].auto_model
+        transformer: Any = self._model[0].auto_model  # the Hugging Face BertModel
         for rows in share:
             ids, mask = (torch.from_numpy(a) for a in _padded(sequences, rows))
             autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()

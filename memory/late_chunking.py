@@ -71,8 +71,10 @@ class LateChunker:
         if config.exists():
             limit = int(json.loads(config.read_text(encoding="utf-8")).get("max_seq_length", limit))
         self._tokenizer = tokenizer
-        self._cls = int(tokenizer.token_to_id("[CLS]"))
-        self._sep = int(tokenizer.token_to_id("[SEP]"))
+        cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+        if cls is None or sep is None:
+            raise ValueError(f"the tokenizer of {model_path} has no [CLS]/[SEP]: not a BERT-style model")
+        self._cls, self._sep = int(cls), int(sep)
         self.window = limit - 2  # word pieces of text per window
         self.late_from = late_from
         self.max_windows = max_windows
