@@ -5,7 +5,7 @@ For each runtime (both lanes on it, ``--runtimes``), on the same texts:
 - **bulk**: LongMemEval-S exchanges (``User: ...\\nAssistant: ...``, a ~400-word
   reply each) and LoCoMo turns, each turned into its stored vector through
   :meth:`memory.embedder.Embedder.embed_memories` (whole text + sentences, as
-  every write does; ``--recipe``: ``late``, the default, or ``blend``), in
+  every write does; ``--recipe``: ``blend``, the default, or ``late``), in
   batches of 64 as the writer sends them; exchanges (turns) per second of
   wall time and per CPU second of the process (robust on a shared machine);
 - **agreement**: cosine of each stored vector with the ``torch`` (fp32)
@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--turns", type=int, default=512, help="LoCoMo turns embedded per runtime")
     parser.add_argument("--queries", type=int, default=50, help="single queries timed per runtime (each phase)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per lane")
-    parser.add_argument("--recipe", default="late", choices=("late", "blend"),
-                        help="what a memory's vector is (memory.embedding_recipe; blend: the recipe before late)")
+    parser.add_argument("--recipe", default="blend", choices=("blend", "late"),
+                        help="what a memory's vector is (memory.embedding_recipe)")
     parser.add_argument("--lme", default=DEFAULT_LME, help="LongMemEval JSON (.gz)")
     parser.add_argument("--locomo", default=DEFAULT_LOCOMO, help="LoCoMo JSON")
     parser.add_argument("--json", dest="json_path", help="also write the results as JSON here")

@@ -157,8 +157,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # the bench has the machine to itself: the write lane may use both cores (as bench longmemeval)
     parser.add_argument("--bulk-threads", type=int, default=2,
                         help="threads of the write lane (memory.embedding_bulk_threads; default 2 here)")
-    parser.add_argument("--embedding-recipe", default="late", choices=("late", "blend"),
-                        help="how a memory's vector is made (memory.embedding_recipe; blend: the recipe before late)")
+    parser.add_argument("--embedding-recipe", default="blend", choices=("blend", "late"),
+                        help="how a memory's vector is made (memory.embedding_recipe)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def measure(
     data_path: Path, index_path: Path, budgets: list[int], limit_convs: int, prompts_path: Path, baselines: bool,
-    runtime: str = "auto", recipe: str = "late", bulk_threads: int = 1,
+    runtime: str = "auto", recipe: str = "blend", bulk_threads: int = 1,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 

@@ -229,8 +229,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # (the full split: 24 min on one thread, 15 min on two, same recall)
     parser.add_argument("--bulk-threads", type=int, default=2,
                         help="intra-op threads of the write lane (memory.embedding_bulk_threads; default 2 here)")
-    parser.add_argument("--embedding-recipe", default="late", choices=("late", "blend"),
-                        help="how a memory's vector is made (memory.embedding_recipe; blend: the recipe before late)")
+    parser.add_argument("--embedding-recipe", default="blend", choices=("blend", "late"),
+                        help="how a memory's vector is made (memory.embedding_recipe)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,9 +27,12 @@ Each lane runs one of these runtimes (:mod:`memory.embed_runtime`;
   runs the lane on ``torch``.
 
 What a memory's stored vector is (:meth:`Embedder.embed_memories`) is the
-``recipe``: ``late`` (the default) pools its sentence vectors from one pass
-over the text (:mod:`memory.late_chunking`); ``blend`` embeds every sentence
-on its own as well (:func:`memory.encoding.encode`, the recipe before).
+``recipe`` (:mod:`memory.encoding`): ``blend`` (the default) embeds the whole
+text and every sentence on its own; ``late`` pools the sentence vectors of a
+text longer than 256 word pieces from its one whole-text pass
+(:mod:`memory.late_chunking`), faster on long replies but lower LongMemEval
+recall. Both run the whole texts and the sentences of one write in one
+forward call, batched by length.
 
 Loading takes seconds, so one ``Embedder`` is meant to be shared by every
 engine in a process.
@@ -63,7 +66,7 @@ TORCH_THREADS = 1
 BULK = "bulk"
 QUERY = "query"
 LANES = (BULK, QUERY)
-RECIPES = ("late", "blend")
+RECIPES = ("blend", "late")
 
 __all__ = ["BULK", "DIMENSIONS", "LANES", "QUERY", "RECIPES", "RUNTIMES", "Embedder", "default_model_path"]
 
@@ -87,7 +90,7 @@ class Embedder:
         query_runtime: str = "auto",
         bulk_runtime: str = "auto",
         cache_dir: str | Path | None = None,
-        recipe: str = "late",
+        recipe: str = "blend",
     ) -> None:
         if recipe not in RECIPES:
             raise ValueError(f"unknown embedding recipe {recipe!r}; expected one of {', '.join(RECIPES)}")

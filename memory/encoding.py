@@ -19,6 +19,16 @@ On the LoCoMo dev split this moved evidence recall from 0.846 to 0.862 at
 1,024 tokens and from 0.894 to 0.911 at 2,048, and abstention from 95.1% to
 96.2% (``memproxy bench locomo``; :data:`SENTENCE_WEIGHT` = 0 gives the
 whole-text vector alone, i.e. the "before"; see docs/benchmarks.md).
+
+Writes compute this through :class:`memory.late_chunking.LateChunker` (the
+``blend`` recipe, ``memory.embedding_recipe``): the same vectors (cosine
+> 0.99999 to :func:`encode`), with the whole texts and all their sentences
+in one forward call batched by length. The opt-in ``late`` recipe pools the
+sentences of texts over 256 word pieces from the whole-text pass instead:
+2.8x the LongMemEval exchanges per CPU second, but lower recall (figures in
+:mod:`memory.late_chunking`). A store keeps the vectors it was written
+with; switching the recipe affects new writes only (and texts of at most
+256 word pieces get the same vector under both).
 """
 
 from __future__ import annotations

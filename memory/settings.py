@@ -97,8 +97,8 @@ class MemorySettings(BaseModel):
     embedding_query_runtime: EmbeddingRuntime = "auto"  # auto: onnx
     embedding_bulk_runtime: EmbeddingRuntime = "auto"  # auto: torch-bf16 on a CPU with AMX, else torch
     embedding_bulk_threads: int = Field(default=1, ge=1)  # bulk lane threads (torch: batches side by side)
-    # a memory's stored vector (memory/embedder.py): late (sentences pooled from one pass) | blend (the recipe before)
-    embedding_recipe: Literal["late", "blend"] = "late"
+    # a memory's stored vector (memory/embedder.py): blend (each sentence embedded alone) | late (long texts pooled late)
+    embedding_recipe: Literal["blend", "late"] = "blend"
     embedding_cache_dir: str | None = None  # the exported ONNX files; default: ~/.cache/memproxy
     store: Literal["chroma"] = "chroma"
     chroma_path: str | None = None  # default: <data_dir>/chroma

@@ -56,9 +56,9 @@ def test_short_texts_get_exactly_the_blend_and_long_ones_are_pooled_late(embedde
     assert len(calls[0]) == 4 + 1 + 7
 
 
-def test_the_blend_recipe_embeds_every_sentence_on_its_own(embedder: Embedder) -> None:
-    blend = Embedder(query_runtime="onnx", bulk_runtime="onnx", cache_dir=embedder.cache_dir, recipe="blend")
-    late = Embedder(query_runtime="onnx", bulk_runtime="onnx", cache_dir=embedder.cache_dir)
+def test_the_default_blend_recipe_embeds_every_sentence_on_its_own(embedder: Embedder) -> None:
+    blend = Embedder(query_runtime="onnx", bulk_runtime="onnx", cache_dir=embedder.cache_dir)  # the default
+    late = Embedder(query_runtime="onnx", bulk_runtime="onnx", cache_dir=embedder.cache_dir, recipe="late")
     try:
         async def run() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             texts = [*SHORT, LONG]
