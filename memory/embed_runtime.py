@@ -124,9 +124,11 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
 class TorchRuntime:
     """The sentence-transformers model on torch (its transformer; tokenising, batching
     and mean pooling done here as in :class:`OnnxRuntime`); ``bf16``: under bfloat16
-    autocast (on AMX tiles where the CPU has them). Autocast rather than bfloat16 weights: those were ~7 %
-    faster in ``memproxy bench embed`` but their vectors drift by an ulp on every
-    export -> import round trip through the store (tests/portable)."""
+    autocast (on AMX tiles where the CPU has them). Autocast rather than bfloat16 weights:
+    those were ~7 % faster in ``memproxy bench embed`` and their vectors moved by an ulp
+    on an export -> import round trip through the store (tests/portable); that drift is
+    Chroma renormalising each vector it stores (not idempotent in float32 for ~10 % of
+    vectors, whatever made them), so it is no longer a reason against them."""
 
     def __init__(self, model_path: str, *, batch_size: int, threads: int | None, bf16: bool) -> None:
         import torch
