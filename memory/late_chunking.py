@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 MAX_SEQ_LENGTH = 256  # the model's own limit (sentence_bert_config.json)
 MAX_WINDOWS = 1  # windows of word pieces run per long text (see the module docstring)
 LATE_FROM = 256  # a text of more word pieces than this has its sentences pooled late
+# texts per forward call: the token states of a call are held until pooled (32 LongMemEval
+# exchanges and their sentences: ~25k word pieces, ~40 MB of float32 states)
+TEXTS_PER_CALL = 32
 
 # one forward pass over many id sequences -> their last hidden states, one (len, dim) array each
 TokenStates = Callable[[list[list[int]]], list[np.ndarray]]
@@ -100,6 +103,9 @@ class LateChunker:
         texts = list(texts)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        if len(texts) > TEXTS_PER_CALL:
+            return np.concatenate([self.vectors(texts[i : i + TEXTS_PER_CALL], states)
+                                   for i in range(0, len(texts), TEXTS_PER_CALL)])
         encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
         late = [self.late_from is not None and len(e.ids) > self.late_from for e in encodings]
         parts = [[] if is_late else sentences(t) for t, is_late in zip(texts, late, strict=True)]

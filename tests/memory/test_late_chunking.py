@@ -34,7 +34,7 @@ def test_short_texts_get_exactly_the_blend_and_long_ones_are_pooled_late(embedde
     chunker = LateChunker(embedder.model_path)
     calls: list[list[list[int]]] = []
 
-    async def run() -> tuple[np.ndarray, np.ndarray]:
+    async def run() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         reference = await encode(embedder.embed, [*SHORT, LONG])
         model = embedder._models.get("bulk") or embedder._load("bulk")
 
@@ -42,10 +42,11 @@ def test_short_texts_get_exactly_the_blend_and_long_ones_are_pooled_late(embedde
             calls.append(sequences)
             return model.token_states(sequences)
 
-        return reference, chunker.vectors([*SHORT, LONG], states)
+        one = chunker.vectors([*SHORT, LONG], states)
+        return reference, one, chunker.vectors([*SHORT, LONG] * 8, states)  # 40 texts: two forward calls
 
-    reference, vectors = asyncio.run(run())
-    assert len(calls) == 1 and all(len(s) <= 256 for s in calls[0])  # one call, windows within the model's limit
+    reference, vectors, many = asyncio.run(run())
+    assert all(len(s) <= 256 for s in calls[0])  # windows within the model's limit
     assert vectors.shape == (5, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     cosines = (reference * vectors).sum(axis=1)
@@ -54,6 +55,7 @@ def test_short_texts_get_exactly_the_blend_and_long_ones_are_pooled_late(embedde
     # sequences: each text's first window, then the short texts' sentences (3 + 4); the long
     # text's 61 sentences cost nothing beyond its one window
     assert len(calls[0]) == 4 + 1 + 7
+    assert len(calls) == 3 and np.allclose(many, np.tile(vectors, (8, 1)), atol=1e-3)
 
 
 def test_the_default_blend_recipe_embeds_every_sentence_on_its_own(embedder: Embedder) -> None:
