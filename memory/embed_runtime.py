@@ -142,7 +142,7 @@ class TorchRuntime:
         if threads is not None:
             torch.set_num_threads(1 if self._workers > 1 else threads)
         self._pool = (ThreadPoolExecutor(self._workers - 1, thread_name_prefix="memproxy-embed-bulk",
-                                         initializer=lower_this_thread) if self._workers > 1 else None)
+                                         initializer=_one_thread_below) if self._workers > 1 else None)
         self.name = "torch-bf16" if bf16 else "torch"
         self._bf16 = bf16
         self._batch_size = batch_size
@@ -185,6 +185,15 @@ class TorchRuntime:
             states = hidden.last_hidden_state.float().numpy()
             for r, i in enumerate(rows):
                 out[i] = states[r, : len(sequences[i])]
+
+
+def _one_thread_below() -> None:
+    """A side-by-side bulk worker: one intra-op thread (OpenMP's setting is per thread:
+    set where the thread runs), at the bulk lane's lower priority."""
+    import torch
+
+    torch.set_num_threads(1)
+    lower_this_thread()
 
 
 def _tokenizer(model_path: str) -> Tokenizer:

@@ -169,8 +169,10 @@ def test_a_torch_bulk_lane_with_two_threads_runs_two_batches_side_by_side(embedd
     one = Embedder(query_runtime="onnx", bulk_runtime="torch", bulk_threads=1, cache_dir=embedder.cache_dir)
     try:
         side_by_side = asyncio.run(two.embed_memories(texts))
-        assert torch.get_num_threads() == 1  # one intra-op thread per forward pass, never a spinning pool
-        assert two._models["bulk"]._pool is not None  # type: ignore[attr-defined]
+        pool = two._models["bulk"]._pool  # type: ignore[attr-defined]
+        # one intra-op thread per forward pass, never a spinning pool (set per thread: OpenMP)
+        assert pool.submit(torch.get_num_threads).result() == 1
+        assert two._lanes["bulk"].submit(torch.get_num_threads).result() == 1
         alone = asyncio.run(one.embed_memories(texts))
     finally:
         two.close()
