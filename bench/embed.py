@@ -4,8 +4,9 @@ For each runtime (both lanes on it, ``--runtimes``), on the same texts:
 
 - **bulk**: LongMemEval-S exchanges (``User: ...\\nAssistant: ...``, a ~400-word
   reply each) and LoCoMo turns, each turned into its stored vector through
-  :func:`memory.encoding.encode` (whole text + sentences, as every write does),
-  in batches of 64 as the writer sends them; exchanges (turns) per second of
+  :meth:`memory.embedder.Embedder.embed_memories` (whole text + sentences, as
+  every write does; ``--recipe``: ``blend``, the default, or ``late``), in
+  batches of 64 as the writer sends them; exchanges (turns) per second of
   wall time and per CPU second of the process (robust on a shared machine);
 - **agreement**: cosine of each stored vector with the ``torch`` (fp32)
   reference, min and mean;
@@ -45,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--turns", type=int, default=512, help="LoCoMo turns embedded per runtime")
     parser.add_argument("--queries", type=int, default=50, help="single queries timed per runtime (each phase)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per lane")
+    parser.add_argument("--recipe", default="blend", choices=("blend", "late"),
+                        help="what a memory's vector is (memory.embedding_recipe)")
     parser.add_argument("--lme", default=DEFAULT_LME, help="LongMemEval JSON (.gz)")
     parser.add_argument("--locomo", default=DEFAULT_LOCOMO, help="LoCoMo JSON")
     parser.add_argument("--json", dest="json_path", help="also write the results as JSON here")
@@ -78,10 +81,8 @@ def locomo_turns(path: Path, n: int) -> list[str]:
 
 
 async def _bulk(embedder: Any, texts: list[str]) -> tuple[np.ndarray, float, float]:
-    from memory.encoding import encode
-
     wall, cpu = time.perf_counter(), time.process_time()
-    parts = [await encode(embedder.embed, texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
+    parts = [await embedder.embed_memories(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
     return np.concatenate(parts), time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -95,9 +96,7 @@ async def _queries(embedder: Any, n: int) -> list[float]:
 
 
 async def _queries_under_bulk(embedder: Any, texts: list[str], n: int) -> list[float]:
-    from memory.encoding import encode
-
-    bulk = asyncio.ensure_future(encode(embedder.embed, texts[:BATCH]))
+    bulk = asyncio.ensure_future(embedder.embed_memories(texts[:BATCH]))
     await asyncio.sleep(0.05)  # let the batch start on the bulk lane
     times: list[float] = []
     while not bulk.done() and len(times) < n:
@@ -118,11 +117,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     exchanges = lme_exchanges(_path(args.lme), args.exchanges)
     turns = locomo_turns(_path(args.locomo), args.turns)
     results: dict[str, Any] = {"exchanges": len(exchanges), "turns": len(turns), "threads": args.threads,
-                               "runtimes": {}}
+                               "recipe": args.recipe, "runtimes": {}}
     reference: dict[str, np.ndarray] = {}
     for runtime in runtimes:
         began = time.perf_counter()
-        embedder = Embedder(query_runtime=runtime, bulk_runtime=runtime, threads=args.threads)
+        embedder = Embedder(query_runtime=runtime, bulk_runtime=runtime, threads=args.threads, recipe=args.recipe)
         try:
             await embedder.warmup()
             loaded_s = time.perf_counter() - began

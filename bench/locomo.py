@@ -154,12 +154,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_path", help="also write the results as JSON here")
     parser.add_argument("--embedding-runtime", default="auto",
                         help="embedding runtime of both lanes, or QUERY,BULK (auto, onnx, onnx-int8, torch, torch-bf16)")
+    # the bench has the machine to itself: the write lane may use both cores (as bench longmemeval)
+    parser.add_argument("--bulk-threads", type=int, default=2,
+                        help="threads of the write lane (memory.embedding_bulk_threads; default 2 here)")
+    parser.add_argument("--embedding-recipe", default="blend", choices=("blend", "late"),
+                        help="how a memory's vector is made (memory.embedding_recipe)")
 
 
 def run(args: argparse.Namespace) -> int:
     budgets = sorted({int(b) for b in str(args.budgets).split(",") if b.strip()})
     results = asyncio.run(measure(Path(args.data), Path(args.index), budgets, args.conversations,
-                                  Path(args.prompts), not args.no_baselines, args.embedding_runtime))
+                                  Path(args.prompts), not args.no_baselines, args.embedding_runtime,
+                                  args.embedding_recipe, args.bulk_threads))
     print(render(results))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=2))
@@ -168,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def measure(
     data_path: Path, index_path: Path, budgets: list[int], limit_convs: int, prompts_path: Path, baselines: bool,
-    runtime: str = "auto",
+    runtime: str = "auto", recipe: str = "blend", bulk_threads: int = 1,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -189,7 +195,8 @@ async def measure(
     settings = MemorySettings()
     counter = TokenCounter()
     query_runtime, _, bulk_runtime = runtime.partition(",")
-    embedder = Embedder(query_runtime=query_runtime, bulk_runtime=bulk_runtime or query_runtime)
+    embedder = Embedder(query_runtime=query_runtime, bulk_runtime=bulk_runtime or query_runtime, recipe=recipe,
+                        bulk_threads=bulk_threads)
     tally = Tally()
     latencies: list[float] = []
     n_turns = sum(len(t) for t in convs.values())
@@ -268,6 +275,8 @@ async def measure(
                               "searches": len(latencies)},
         "ingest_turns_per_s": round(n_turns / ingest_s, 1),
         "embedding_runtimes": embedder.runtimes,
+        "embedding_recipe": embedder.recipe,
+        "bulk_threads": bulk_threads,
         "abstention": {"prompts": len(prompts), "searches": total, "empty": empty,
                        "rate": round(empty / total, 4) if total else None},
         "run_s": round(time.perf_counter() - started, 1),
@@ -315,7 +324,8 @@ def render(results: dict[str, Any]) -> str:
     ab = results["abstention"]
     lines += [
         f"recall latency per search: p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms ({lat['searches']} searches)",
-        f"ingest: {results['ingest_turns_per_s']:.1f} turns/s (embedding: {results['embedding_runtimes']})",
+        f"ingest: {results['ingest_turns_per_s']:.1f} turns/s (embedding: {results['embedding_runtimes']}, "
+        f"recipe {results.get('embedding_recipe', 'blend')}, {results.get('bulk_threads', 1)} bulk threads)",
         f"abstention: {ab['empty']}/{ab['searches']} searches returned nothing ({ab['rate']:.1%}) "
         f"over {ab['prompts']} unrelated prompts x {results['conversations']} owners",
         f"run time: {results['run_s']:.0f} s",

@@ -229,6 +229,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # (the full split: 24 min on one thread, 15 min on two, same recall)
     parser.add_argument("--bulk-threads", type=int, default=2,
                         help="intra-op threads of the write lane (memory.embedding_bulk_threads; default 2 here)")
+    parser.add_argument("--embedding-recipe", default="blend", choices=("blend", "late"),
+                        help="how a memory's vector is made (memory.embedding_recipe)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -240,13 +242,15 @@ def run(args: argparse.Namespace) -> int:
 
     query_runtime, _, bulk_runtime = str(args.embedding_runtime).partition(",")
     embedder = Embedder(
-        query_runtime=query_runtime, bulk_runtime=bulk_runtime or query_runtime, bulk_threads=args.bulk_threads
+        query_runtime=query_runtime, bulk_runtime=bulk_runtime or query_runtime, bulk_threads=args.bulk_threads,
+        recipe=args.embedding_recipe,
     )
     try:
         results = asyncio.run(measure(data, budgets, args.limit, not args.no_baselines, embedder=embedder))
     finally:
         embedder.close()
     results["embedding_runtimes"] = embedder.runtimes
+    results["embedding_recipe"] = embedder.recipe
     print(render(results))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=2))
@@ -409,7 +413,8 @@ def render(results: dict[str, Any]) -> str:
         f"p95 {lat['cold']['p95']:.1f} ms ({lat['cold']['n']}); warm p50 {lat['warm']['p50']:.1f} ms, "
         f"p95 {lat['warm']['p95']:.1f} ms ({lat['warm']['n']})",
         f"ingest: {results['ingest_exchanges_per_s']} exchanges/s ({results['ingest_s']:.0f} s)"
-        f"{' (embedding: ' + str(results['embedding_runtimes']) + ')' if 'embedding_runtimes' in results else ''}",
+        f"{' (embedding: ' + str(results['embedding_runtimes']) + ')' if 'embedding_runtimes' in results else ''}"
+        f"{', recipe ' + str(results['embedding_recipe']) if 'embedding_recipe' in results else ''}",
         f"run time: {results['run_s']:.0f} s (search {results['search_s']:.0f} s)",
     ]
     return "\n".join(lines)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from memory.priority import lower_this_thread
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -26,6 +29,10 @@ MAX_SEQ_LENGTH = 256  # the model's own limit (sentence_bert_config.json)
 # the runtime's peak memory) of a batch of long texts; short texts still go
 # ``batch_size`` at a time.
 BATCH_TOKENS = 4096
+# A batch takes one more text while its padding stays under PADDING of its word
+# pieces plus SLACK (a batch's own overhead is worth about that many word pieces).
+PADDING = 0.2
+SLACK = 64
 
 
 class Runtime(Protocol):
@@ -34,6 +41,55 @@ class Runtime(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray:
         """``(len(texts), 384)`` float32, each row L2-normalised."""
         ...
+
+    def token_states(self, sequences: list[list[int]]) -> list[np.ndarray]:
+        """The model's last hidden states, one ``(len(ids), 384)`` float32 array per
+        sequence of word-piece ids (each with its ``[CLS]``/``[SEP]``, at most 256)."""
+        ...
+
+
+def batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped shortest first into batches of at most ``batch_size`` rows and
+    ``BATCH_TOKENS`` padded word pieces, a batch growing only while its padding stays
+    small (at most ``PADDING`` of its word pieces plus ``SLACK``): one batch of a long
+    and many short texts pads them all to the long one."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    out: list[list[int]] = []
+    start = 0
+    while start < len(order):
+        end = start + 1
+        real = lengths[order[start]]
+        while end < len(order) and end - start < batch_size:
+            width = lengths[order[end]]
+            padded = (end - start + 1) * width
+            if padded > BATCH_TOKENS or padded > (1 + PADDING) * (real + width) + SLACK:
+                break
+            real += width
+            end += 1
+        out.append(order[start:end])
+        start = end
+    return out
+
+
+def _shares(sequences: list[list[int]], groups: list[list[int]], workers: int) -> list[list[list[int]]]:
+    """``groups`` (batches) dealt to at most ``workers`` shares of about equal padded size."""
+    shares: list[list[list[int]]] = [[] for _ in range(min(workers, len(groups)))]
+    sizes = [0] * len(shares)
+    for rows in sorted(groups, key=lambda g: -len(g) * max(len(sequences[i]) for i in g)):
+        k = sizes.index(min(sizes))
+        shares[k].append(rows)
+        sizes[k] += len(rows) * max(len(sequences[i]) for i in rows)
+    return shares
+
+
+def _padded(sequences: list[list[int]], rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(len(sequences[i]) for i in rows)
+    ids = np.zeros((len(rows), width), dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for r, i in enumerate(rows):
+        ids[r, : len(sequences[i])] = sequences[i]
+        mask[r, : len(sequences[i])] = 1
+    return ids, mask
 
 
 def has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -66,32 +122,78 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
 
 
 class TorchRuntime:
-    """sentence-transformers on torch; ``bf16``: under bfloat16 autocast (on AMX tiles
-    where the CPU has them). Autocast rather than bfloat16 weights: those were ~7 %
-    faster in ``memproxy bench embed`` but their vectors drift by an ulp on every
-    export -> import round trip through the store (tests/portable)."""
+    """The sentence-transformers model on torch (its transformer; tokenising, batching
+    and mean pooling done here as in :class:`OnnxRuntime`); ``bf16``: under bfloat16
+    autocast (on AMX tiles where the CPU has them). Autocast rather than bfloat16 weights:
+    those were ~7 % faster in ``memproxy bench embed`` and their vectors moved by an ulp
+    on an export -> import round trip through the store (tests/portable); that drift is
+    Chroma renormalising each vector it stores (not idempotent in float32 for ~10 % of
+    vectors, whatever made them), so it is no longer a reason against them."""
 
     def __init__(self, model_path: str, *, batch_size: int, threads: int | None, bf16: bool) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
+        # More than one thread: that many batches run side by side, each on one intra-op
+        # thread. torch's intra-op pool is process-wide and its threads spin at every op's
+        # barrier: two of them on a shared 2-core machine ran LoCoMo turns at 1/6 the speed
+        # of one, while two forward passes side by side ran at 1.3x (a one-off measurement).
+        self._workers = max(1, threads or 1)
         if threads is not None:
-            torch.set_num_threads(threads)
+            torch.set_num_threads(1 if self._workers > 1 else threads)
+        self._pool = (ThreadPoolExecutor(self._workers - 1, thread_name_prefix="memproxy-embed-bulk",
+                                         initializer=_one_thread_below) if self._workers > 1 else None)
         self.name = "torch-bf16" if bf16 else "torch"
         self._bf16 = bf16
         self._batch_size = batch_size
         self._model: SentenceTransformer = SentenceTransformer(model_path, device="cpu")
+        self._tokenizer = _tokenizer(model_path)  # one runtime per lane: its thread's own
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        # sentence-transformers' own encode, in our batches: mean of the token states, normalised
+        states = self.token_states([e.ids for e in self._tokenizer.encode_batch(texts)])
+        if not states:
+            return np.zeros((0, 0), dtype=np.float32)
+        return _normalised(np.stack([s.mean(axis=0) for s in states]))
+
+    def token_states(self, sequences: list[list[int]]) -> list[np.ndarray]:
+        out: list[np.ndarray] = [np.zeros((0, 0), dtype=np.float32)] * len(sequences)
+        shares = _shares(sequences, batches([len(s) for s in sequences], self._batch_size), self._workers)
+        if self._pool is None or len(shares) < 2:
+            for share in shares:
+                self._run(sequences, share, out)
+            return out
+        pending = [self._pool.submit(self._run, sequences, share, out) for share in shares[1:]]
+        self._run(sequences, shares[0], out)
+        for future in pending:
+            future.result()
+        return out
+
+    def _run(self, sequences: list[list[int]], share: list[list[int]], out: list[np.ndarray]) -> None:
         import torch
 
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
-        with autocast:
-            vectors = self._model.encode(
-                texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return _normalised(vectors) if self._bf16 else np.asarray(vectors, dtype=np.float32)
+        transformer: Any = self._model[0].auto_model  # the Hugging Face BertModel
+        for rows in share:
+            ids, mask = (torch.from_numpy(a) for a in _padded(sequences, rows))
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
+            with torch.inference_mode(), autocast:
+                hidden = transformer(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))
+            states = hidden.last_hidden_state.float().numpy()
+            for r, i in enumerate(rows):
+                out[i] = states[r, : len(sequences[i])]
+
+
+def _one_thread_below() -> None:
+    """A side-by-side bulk worker: one intra-op thread (OpenMP's setting is per thread:
+    set where the thread runs), at the bulk lane's lower priority."""
+    import torch
+
+    torch.set_num_threads(1)
+    lower_this_thread()
 
 
 def _tokenizer(model_path: str) -> Tokenizer:
@@ -147,19 +249,22 @@ class OnnxRuntime:
         return OnnxRuntime(self.name, self.session, _tokenizer(self._model_path), batch_size=batch_size,
                            model_path=self._model_path, threads=self.threads)
 
+    def token_states(self, sequences: list[list[int]]) -> list[np.ndarray]:
+        out: list[np.ndarray] = [np.zeros((0, 0), dtype=np.float32)] * len(sequences)
+        for rows in batches([len(s) for s in sequences], self._batch_size):
+            ids, mask = _padded(sequences, rows)
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            states = np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+            for r, i in enumerate(rows):
+                out[i] = states[r, : len(sequences[i])]
+        return out
+
     def encode(self, texts: list[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(texts)
         lengths = [len(e.ids) for e in encodings]
-        order = sorted(range(len(texts)), key=lengths.__getitem__)  # similar lengths share a batch
         out = np.empty((len(texts), 0), dtype=np.float32)
-        start = 0
-        while start < len(order):
-            end = start + 1
-            while (end < len(order) and end - start < self._batch_size
-                   and (end - start + 1) * lengths[order[end]] <= BATCH_TOKENS):
-                end += 1
-            rows = order[start:end]
-            width = lengths[rows[-1]]
+        for rows in batches(lengths, self._batch_size):
+            width = max(lengths[i] for i in rows)
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
             for r, i in enumerate(rows):
@@ -173,7 +278,6 @@ class OnnxRuntime:
             if out.shape[1] == 0:
                 out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
             out[rows] = _normalised(pooled)
-            start = end
         return out
 
 

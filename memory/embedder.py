@@ -26,6 +26,14 @@ Each lane runs one of these runtimes (:mod:`memory.embed_runtime`;
   load (an unwritable cache, a missing package), ``auto`` logs a warning and
   runs the lane on ``torch``.
 
+What a memory's stored vector is (:meth:`Embedder.embed_memories`) is the
+``recipe`` (:mod:`memory.encoding`): ``blend`` (the default) embeds the whole
+text and every sentence on its own; ``late`` pools the sentence vectors of a
+text longer than 256 word pieces from its one whole-text pass
+(:mod:`memory.late_chunking`), faster on long replies but lower LongMemEval
+recall. Both run the whole texts and the sentences of one write in one
+forward call, batched by length.
+
 Loading takes seconds, so one ``Embedder`` is meant to be shared by every
 engine in a process.
 """
@@ -41,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from memory.embed_runtime import RUNTIMES, Runtime, load_runtime, resolve
+from memory.late_chunking import LATE_FROM, LateChunker
 from memory.priority import lower_this_thread
 
 log = logging.getLogger(__name__)
@@ -57,8 +66,9 @@ TORCH_THREADS = 1
 BULK = "bulk"
 QUERY = "query"
 LANES = (BULK, QUERY)
+RECIPES = ("blend", "late")
 
-__all__ = ["BULK", "DIMENSIONS", "LANES", "QUERY", "RUNTIMES", "Embedder", "default_model_path"]
+__all__ = ["BULK", "DIMENSIONS", "LANES", "QUERY", "RECIPES", "RUNTIMES", "Embedder", "default_model_path"]
 
 
 def default_model_path() -> str:
@@ -80,7 +90,11 @@ class Embedder:
         query_runtime: str = "auto",
         bulk_runtime: str = "auto",
         cache_dir: str | Path | None = None,
+        recipe: str = "blend",
     ) -> None:
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown embedding recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+        self.recipe = recipe
         self.model_path = model_path or default_model_path()
         self.batch_size = batch_size
         self.threads = threads
@@ -98,6 +112,7 @@ class Embedder:
             for lane in LANES
         }
         self._models: dict[str, Runtime] = {}
+        self._chunkers: dict[str, LateChunker] = {}  # by recipe; used on the bulk lane's thread only
         self._lock = threading.Lock()
 
     def _load(self, lane: str) -> Runtime:
@@ -129,6 +144,14 @@ class Embedder:
         vectors = model.encode(texts)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
+    def _memories(self, texts: list[str]) -> np.ndarray:
+        model = self._models.get(BULK) or self._load(BULK)
+        chunker = self._chunkers.get(self.recipe)
+        if chunker is None:
+            chunker = LateChunker(self.model_path, late_from=None if self.recipe == "blend" else LATE_FROM)
+            self._chunkers[self.recipe] = chunker
+        return chunker.vectors(texts, model.token_states)
+
     async def _run(self, lane: str, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
@@ -143,6 +166,13 @@ class Embedder:
         """Embed memories being written (the bulk lane)."""
         return await self._run(BULK, texts)
 
+    async def embed_memories(self, texts: list[str]) -> np.ndarray:
+        """The stored vector of each memory (the ``recipe``; on the bulk lane)."""
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._lanes[BULK], self._memories, list(texts))
+
     async def embed_query(self, texts: list[str]) -> np.ndarray:
         """Embed recall queries (the query lane: never behind a write batch)."""
         return await self._run(QUERY, texts)
@@ -150,3 +180,7 @@ class Embedder:
     def close(self) -> None:
         for executor in self._lanes.values():
             executor.shutdown(wait=False, cancel_futures=True)
+        for model in self._models.values():
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()

@@ -19,12 +19,23 @@ On the LoCoMo dev split this moved evidence recall from 0.846 to 0.862 at
 1,024 tokens and from 0.894 to 0.911 at 2,048, and abstention from 95.1% to
 96.2% (``memproxy bench locomo``; :data:`SENTENCE_WEIGHT` = 0 gives the
 whole-text vector alone, i.e. the "before"; see docs/benchmarks.md).
+
+Writes compute this through :class:`memory.late_chunking.LateChunker` (the
+``blend`` recipe, ``memory.embedding_recipe``): the same vectors (cosine
+> 0.99999 to :func:`encode`), with the whole texts and all their sentences
+in one forward call batched by length. The opt-in ``late`` recipe pools the
+sentences of texts over 256 word pieces from the whole-text pass instead:
+2.8x the LongMemEval exchanges per CPU second, but lower recall (figures in
+:mod:`memory.late_chunking`). A store keeps the vectors it was written
+with; switching the recipe affects new writes only (and texts of at most
+256 word pieces get the same vector under both).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,22 +48,42 @@ _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)")
 Embed = Callable[[list[str]], Awaitable[np.ndarray]]
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One sentence of a text: ``text[start:end]``, said under ``label`` (``""``: none)."""
+
+    label: str
+    start: int
+    end: int
+
+
+def sentence_spans(text: str) -> list[Span]:
+    """Where each sentence of ``text`` is (all of them, uncapped; see :func:`sentences`)."""
+    out: list[Span] = []
+    at = 0
+    for raw in text.splitlines(keepends=True):
+        line_at, at = at, at + len(raw)
+        line = raw.strip()
+        if not line:
+            continue
+        line_at += len(raw) - len(raw.lstrip())
+        labelled = _LABEL.match(line)
+        label, body, body_at = (labelled.group(1), labelled.group(2), labelled.start(2)) if labelled else ("", line, 0)
+        for match in _SENTENCE.finditer(body):
+            found = match.group(0)
+            sentence = found.strip()
+            if len(sentence) > 3:
+                start = line_at + body_at + match.start() + len(found) - len(found.lstrip())
+                out.append(Span(label, start, start + len(sentence)))
+    return out
+
+
 def sentences(text: str) -> list[str]:
     """The sentences of ``text``, each prefixed with its line's ``Label:`` if any.
 
     Fewer than two sentences: ``[]`` (the whole text is the only part).
     """
-    out: list[str] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        labelled = _LABEL.match(line)
-        label, body = (labelled.group(1), labelled.group(2)) if labelled else ("", line)
-        for match in _SENTENCE.finditer(body):
-            sentence = match.group(0).strip()
-            if len(sentence) > 3:
-                out.append(f"{label}: {sentence}" if label else sentence)
+    out = [f"{s.label}: {text[s.start:s.end]}" if s.label else text[s.start : s.end] for s in sentence_spans(text)]
     if len(out) < 2:
         return []
     if len(out) > MAX_SENTENCES:

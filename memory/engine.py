@@ -29,7 +29,6 @@ from memory.codec import from_record, to_metadata
 from memory.coherence import Coherence, SharedStore
 from memory.cube import META_KEY, IdFactory, Kind, MemCube, Owner, Provenance, State, Tier, owner_key, utcnow
 from memory.embedder import Embedder
-from memory.encoding import encode
 from memory.errors import InvalidMemory, MemoryEngineError, MemoryNotFound, StoreUnavailable
 from memory.explain import RecallTrace
 from memory.extractor import FactExtractor
@@ -261,6 +260,7 @@ class MemoryEngine:
             bulk_runtime=settings.embedding_bulk_runtime,
             bulk_threads=settings.embedding_bulk_threads,
             cache_dir=settings.embedding_cache_dir,
+            recipe=settings.embedding_recipe,
         )
         if settings.chroma_url:
             inner = ChromaStore.remote(settings.chroma_url)
@@ -428,7 +428,7 @@ class MemoryEngine:
             return []
         cubes = await self._bridge.stamp(cubes)
         if embeddings is None:
-            embeddings = await encode(self.embedder.embed, [c.content for c in cubes])
+            embeddings = await self.embedder.embed_memories([c.content for c in cubes])
         await self.store.add(cubes, embeddings)
         for user in {c.owner.user for c in cubes if c.tier == Tier.CORE.value}:
             self.invalidate_core(user)
@@ -735,7 +735,7 @@ class MemoryEngine:
             return 0
         embedded = 0
         if embeddings is None:
-            embeddings = await encode(self.embedder.embed, [c.content for c in cubes])
+            embeddings = await self.embedder.embed_memories([c.content for c in cubes])
             embedded = len(cubes)
         await self.store.upsert(cubes, embeddings)  # type: ignore[attr-defined]
         for user in {c.owner.user for c in cubes}:
@@ -774,7 +774,7 @@ class MemoryEngine:
             updated = (await self._bridge.stamp([updated]))[0]
         embedding = None
         if updated.content != cube.content:
-            embedding = (await encode(self.embedder.embed, [updated.content]))[0]
+            embedding = (await self.embedder.embed_memories([updated.content]))[0]
         await self.store.update(updated, embedding)
         if Tier.CORE.value in (cube.tier, updated.tier):
             self.invalidate_core(cube.owner.user)
@@ -891,7 +891,7 @@ class MemoryEngine:
         keeps one copy); skips entries forgotten meanwhile. Returns the entries stored."""
         if not entries:
             return []
-        embeddings = await encode(self.embedder.embed, [e.cube.content for e in entries])
+        embeddings = await self.embedder.embed_memories([e.cube.content for e in entries])
         generations = {e.cube.owner.user: self._generation.get(e.cube.owner.user, 0) for e in entries}
         # forget/delete remove journal items first: what is no longer journaled is void
         alive = await self.journal.existing([e.cube.id for e in entries])

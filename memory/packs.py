@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 from memory.archive import ArchiveError, ArchiveReader, ArchiveWriter, ImportReport, import_archive
 from memory.cube import isoformat, tenant_of, utcnow
-from memory.encoding import encode
 from memory.fingerprint import embedder_id
 from memory.importers.base import ImportedItem, build_cubes
 from memory.importers.facts import parse as parse_facts
@@ -167,7 +166,7 @@ async def build_pack(engine: MemoryEngine, directory: Path, out: Path, *, sign_w
     """Build a pack archive from a directory of Markdown/JSON files and a ``pack.json``; returns its manifest."""
     info, items = read_source(directory)
     cubes = sorted(build_cubes(engine, info.owner, "pack", items), key=lambda c: c.id)
-    vectors = await encode(engine.embedder.embed, [c.content for c in cubes])
+    vectors = await engine.embedder.embed_memories([c.content for c in cubes])
     writer = ArchiveWriter(kind="pack", owner=info.owner, embedder=await embedder_id(engine.embedder))
     writer.add(cubes, vectors)
     sign = signer(sign_with) if sign_with is not None else None

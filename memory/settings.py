@@ -96,7 +96,9 @@ class MemorySettings(BaseModel):
     # runtime of each embedding lane (memory/embedder.py): auto | onnx | onnx-int8 | torch | torch-bf16
     embedding_query_runtime: EmbeddingRuntime = "auto"  # auto: onnx
     embedding_bulk_runtime: EmbeddingRuntime = "auto"  # auto: torch-bf16 on a CPU with AMX, else torch
-    embedding_bulk_threads: int = Field(default=1, ge=1)  # intra-op threads of the bulk lane
+    embedding_bulk_threads: int = Field(default=1, ge=1)  # bulk lane threads (torch: batches side by side)
+    # a memory's stored vector (memory/embedder.py): blend (each sentence embedded alone) | late (long texts pooled late)
+    embedding_recipe: Literal["blend", "late"] = "blend"
     embedding_cache_dir: str | None = None  # the exported ONNX files; default: ~/.cache/memproxy
     store: Literal["chroma"] = "chroma"
     chroma_path: str | None = None  # default: <data_dir>/chroma

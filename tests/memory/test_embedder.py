@@ -159,3 +159,22 @@ def test_auto_falls_back_to_torch_when_the_onnx_file_cannot_be_built(tmp_path: P
     finally:
         fallback.close()
         explicit.close()
+
+
+def test_a_torch_bulk_lane_with_two_threads_runs_two_batches_side_by_side(embedder: Embedder) -> None:
+    import torch
+
+    texts = [f"Turn {i}: " + "word " * (i % 40) for i in range(96)] + TEXTS  # several length buckets
+    two = Embedder(query_runtime="onnx", bulk_runtime="torch", bulk_threads=2, cache_dir=embedder.cache_dir)
+    one = Embedder(query_runtime="onnx", bulk_runtime="torch", bulk_threads=1, cache_dir=embedder.cache_dir)
+    try:
+        side_by_side = asyncio.run(two.embed_memories(texts))
+        pool = two._models["bulk"]._pool  # type: ignore[attr-defined]
+        # one intra-op thread per forward pass, never a spinning pool (set per thread: OpenMP)
+        assert pool.submit(torch.get_num_threads).result() == 1
+        assert two._lanes["bulk"].submit(torch.get_num_threads).result() == 1
+        alone = asyncio.run(one.embed_memories(texts))
+    finally:
+        two.close()
+        one.close()
+    assert float((side_by_side * alone).sum(axis=1).min()) > 0.99999

@@ -113,6 +113,10 @@ class CountingEmbedder:
         self.bulk.extend(texts)
         return await self.inner.embed(texts)
 
+    async def embed_memories(self, texts: list[str]) -> np.ndarray:
+        self.bulk.extend(texts)
+        return await self.inner.embed_memories(texts)
+
     async def embed_query(self, texts: list[str]) -> np.ndarray:
         self.query.extend(texts)
         return await self.inner.embed_query(texts)

@@ -37,10 +37,12 @@ class EmbedCounter:
 
     def __init__(self, embedder: Any, monkeypatch: Any) -> None:
         self.texts = 0
-        original = embedder.embed
+        for name in ("embed", "embed_memories"):
+            monkeypatch.setattr(embedder, name, self._counting(getattr(embedder, name)))
 
+    def _counting(self, original: Any) -> Any:
         async def counting(texts: list[str]) -> Any:
             self.texts += len(texts)
             return await original(texts)
 
-        monkeypatch.setattr(embedder, "embed", counting)
+        return counting
