@@ -837,6 +837,8 @@ class MemoryEngine:
         provenance: Provenance,
         event_time: datetime | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        wait: bool = True,
     ) -> str:
         """Journal one chat turn durably (fsync'd when this returns) for the background writer.
 
@@ -845,6 +847,8 @@ class MemoryEngine:
         ``memory.write_queue_size`` for ``memory.write_backpressure_ms``
         (backpressure: the caller waited that long, then the turn was journaled
         anyway, never dropped); ``skipped`` when there was nothing to write.
+        ``wait`` False: the caller already waited for room (:meth:`admit`)
+        and reports its outcome itself.
         Raises :class:`memory.journal.JournalError` when the journal cannot be written.
         """
         content = turn_content(user_text, assistant_text)
@@ -857,11 +861,16 @@ class MemoryEngine:
             metadata=dict(metadata or {}),
         )
         cube = self._build(owner, item, provenance)
-        timeout = self.settings.write_backpressure_ms / 1000
-        on_time = await self.writer.room(self.settings.write_queue_size, timeout)
+        on_time = await self.admit() if wait else True
         await self.journal.append([Entry(cube, "turn")])
         self.writer.notify()
         return "ok" if on_time and not self.writer.failing else "degraded"
+
+    async def admit(self) -> bool:
+        """Wait while ``memory.write_queue_size`` turns wait for the writer (backpressure,
+        :mod:`memory.admission`), at most ``memory.write_backpressure_ms``; False: no room came."""
+        timeout = self.settings.write_backpressure_ms / 1000
+        return await self.writer.room(self.settings.write_queue_size, timeout)
 
     def remember_turn(
         self,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from memory.admission import Admission
 from memory.cube import Owner, Provenance
 from memory.journal import Entry, Journal
 from memory.render import strip_injected
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 64
 BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
-POLL_S = 0.01
+POLL_S = 0.01  # flush() looks this often
 IDLE_LOOK_S = 2.0  # an idle writer looks at the journal this often (work another process left behind)
 
 
@@ -82,6 +83,7 @@ class JournalWriter:
         self._closed = False
         self._busy = False
         self.in_flight: list[Entry] = []
+        self.admission = Admission(lambda: self.journal.depth)  # requests waiting for room in the backlog
         self.written = 0  # items stored
         self.failed = 0  # items in failed attempts (each retry counts again)
         self.failing = False  # the last attempt failed (cleared by the next success)
@@ -118,12 +120,14 @@ class JournalWriter:
                     stored = await self._sink(entries)
                     if stored:
                         await self.journal.complete([e.cube.id for e in stored])
+                    self.admission.stored(len(stored))
                     self.written += len(stored)
                     if self.failing:
                         log.warning("memory writer recovered; %d item(s) still journaled", self.journal.depth)
                     self.failing, self.last_error, self.failing_since = False, None, None
                     backoff = self._backoff_s
                     continue
+                self.admission.idle()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep everything journaled, retry later
@@ -151,15 +155,12 @@ class JournalWriter:
                 await asyncio.sleep(self._linger_s)
 
     async def room(self, limit: int, timeout_s: float) -> bool:
-        """Wait (at most ``timeout_s``) until fewer than ``limit`` items are waiting; False if that never came."""
-        if self.journal.depth < limit:
-            return True
-        deadline = time.monotonic() + timeout_s
-        while self.journal.depth >= limit:
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(POLL_S)
-        return True
+        """Wait (at most ``timeout_s``) until fewer than ``limit`` items are waiting; False if that never came.
+
+        Waiters are let in first come, first served, at the pace the writer
+        stores turns (:mod:`memory.admission`).
+        """
+        return await self.admission.wait(limit, timeout_s)
 
     async def flush(self) -> None:
         """Wait until every journaled item has been stored, or the writer is failing."""
