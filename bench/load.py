@@ -99,6 +99,7 @@ async def _drive(urls: list[str], clients: int, seconds: float, run: str, search
     errors = 0
     depth: list[tuple[float, int]] = []
     written: list[tuple[float, int]] = []  # turns the writer(s) stored so far
+    acked_at: list[float] = []  # when each acknowledged turn was answered (s into the run)
     writer_failing = 0  # /readyz samples with the store writer failing (a cause of degraded)
     started = time.monotonic()
     stop_at = started + seconds
@@ -128,6 +129,7 @@ async def _drive(urls: list[str], clients: int, seconds: float, run: str, search
             latencies.append(time.perf_counter() - t0)
             if ok:
                 acknowledged.append((user, text))
+                acked_at.append(time.monotonic() - started)
                 statuses[status] += 1
             else:
                 errors += 1
@@ -158,6 +160,7 @@ async def _drive(urls: list[str], clients: int, seconds: float, run: str, search
         "latencies": latencies,
         "statuses": statuses,
         "acknowledged": acknowledged,
+        "acked_at": acked_at,
         "errors": errors,
         "depth": depth,
         "written": written,
@@ -286,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
             "at_kill": depth_at_kill,
             "samples": result["depth"],
         },
-        "writer": _writer_rates(result["written"], acked, result["elapsed_s"]),
+        "writer": _writer_rates(result["written"], result["acked_at"]),
         "rss_mb": {"before": round(rss_before, 1), "after": round(rss_after, 1)},
         "replay_s": round(replay_s, 1) if replay_s is not None else None,
         "lost_after_kill_9": lost,
@@ -320,13 +323,26 @@ def _server_counts(urls: list[str]) -> dict[str, int]:
     return dict(counts)
 
 
-def _writer_rates(written: list[tuple[float, int]], acked: int, seconds: float) -> dict[str, float]:
-    """Turns/s the writer stored during the run, against the turns/s that arrived."""
-    stored = written[-1][1] - written[0][1] if len(written) >= 2 else 0
-    span = written[-1][0] - written[0][0] if len(written) >= 2 else 0.0
+def _writer_rates(written: list[tuple[float, int]], acked_at: list[float]) -> dict[str, float]:
+    """Turns/s the writer stored against turns/s that arrived: over the run, and over its second
+    half (once a bounded backlog has filled, the writer keeps up when the two are equal)."""
+
+    def rates(since: float) -> tuple[float, float]:
+        samples = [(t, n) for t, n in written if t >= since]
+        if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+            return 0.0, 0.0
+        (t0, n0), (t1, n1) = samples[0], samples[-1]
+        arrived = sum(1 for t in acked_at if t0 <= t < t1)
+        return round((n1 - n0) / (t1 - t0), 1), round(arrived / (t1 - t0), 1)
+
+    end = written[-1][0] if written else 0.0
+    stored, arrived = rates(0.0)
+    stored_late, arrived_late = rates(end / 2)
     return {
-        "stored_per_s": round(stored / span, 1) if span > 0 else 0.0,
-        "arrived_per_s": round(acked / seconds, 1) if seconds > 0 else 0.0,
+        "stored_per_s": stored,
+        "arrived_per_s": arrived,
+        "second_half_stored_per_s": stored_late,
+        "second_half_arrived_per_s": arrived_late,
     }
 
 
@@ -343,7 +359,9 @@ def _print(r: dict[str, Any]) -> None:
           f"replies {r['statuses']}; server's counts {r['server_counts']}; "
           f"/readyz samples with the writer failing: {r['writer_failing_samples']}")
     print(f"journal depth  max {depth['max']}, at kill {depth['at_kill']}; over time: {samples}")
-    print(f"writer         stored {r['writer']['stored_per_s']} turns/s while {r['writer']['arrived_per_s']} arrived")
+    w = r["writer"]
+    print(f"writer         stored {w['stored_per_s']} turns/s while {w['arrived_per_s']} arrived; second half: "
+          f"stored {w['second_half_stored_per_s']}/s, arrived {w['second_half_arrived_per_s']}/s")
     cpu = r["cpu_cores"]
     print(f"CPU (cores)    server {cpu['server']}, clients {cpu['clients']}, fake upstream {cpu['fake_upstream']}, "
           f"rest of the machine {cpu['other']}; {cpu['machine']} of {cpu['cores']:.0f} busy")
