@@ -10,11 +10,13 @@ gate, before their recall starts. The deadline then bounds what it was meant
 to bound, the recall's own time, and a saturated server queues requests
 (as any server at capacity does) instead of discarding their memory.
 
-The limit adapts (additive increase, multiplicative decrease on the
-recall's time): a recall slower than half the deadline lowers it, one that
-missed the deadline cuts it by a quarter, and fast recalls while requests
-wait at the gate raise it by one, so it follows the CPU the recalls actually
-get. A request that waited at the gate longer than its ``wait_s`` goes on
+The limit adapts, gently: a recall that missed the deadline lowers it by
+one, a fast one (under a quarter of the deadline) while requests wait at the
+gate raises it by one. It never falls below :data:`MINIMUM`: when recalls
+are slow because other processes take the CPU (not because of how many run
+at once), a lower limit would only cut throughput (a first version that
+also lowered it for every recall over half the deadline fell to 2 on the
+shared machine and let through 7 requests/s where 13 came before). A request that waited at the gate longer than its ``wait_s`` goes on
 without memory (``degraded``: the server sheds memory work before it
 falls further behind).
 """
@@ -24,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import collections
 
-INITIAL = 8
-MINIMUM = 2
+INITIAL = 16  # one full query batch (memory/querybatch.py)
+MINIMUM = 4
 MAXIMUM = 64
 
 
@@ -64,8 +66,6 @@ class RecallGate:
     def leave(self, seconds: float, *, missed: bool = False) -> None:
         """A recall that entered finished after ``seconds`` (``missed``: past its deadline)."""
         if missed:
-            self.limit = max(self._minimum, self.limit * 0.75)
-        elif seconds > self._deadline_s / 2:
             self.limit = max(self._minimum, self.limit - 1)
         elif seconds < self._deadline_s / 4 and self._waiters:
             self.limit = min(self._maximum, self.limit + 1)

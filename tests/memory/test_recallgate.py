@@ -60,17 +60,17 @@ def test_a_cancelled_waiter_leaves_no_place_taken() -> None:
     asyncio.run(scenario())
 
 
-def test_the_limit_falls_when_recalls_are_slow_and_rises_when_they_are_fast_and_others_wait() -> None:
+def test_the_limit_falls_when_recalls_miss_and_rises_when_they_are_fast_and_others_wait() -> None:
     async def scenario() -> None:
         gate = RecallGate(0.2, initial=8, minimum=2, maximum=10)
         for _ in range(8):
             assert await gate.enter(1.0)
-        gate.leave(0.15)  # over half the deadline
+        gate.leave(0.15)  # slow, but inside the deadline: the limit stays
+        assert gate.limit == 8
+        gate.leave(0.25, missed=True)
         assert gate.limit == 7
-        gate.leave(0.25, missed=True)  # a miss cuts by a quarter
-        assert gate.limit == 7 * 0.75
         for _ in range(6):
-            gate.leave(0.15)
+            gate.leave(0.25, missed=True)
         assert gate.limit == 2  # never below the minimum
         assert await gate.enter(1.0) and await gate.enter(1.0)
         waiting = [asyncio.create_task(gate.enter(5.0)) for _ in range(3)]
