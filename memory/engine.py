@@ -127,6 +127,9 @@ class CoreSet:
 
 EMPTY_CORE_VERSION = "0"
 CORE_PAGE = 500
+# stored turns waiting for fact extraction (what memory.write_queue_size was, 10,000, before it
+# became the writer's backlog bound alone: the extractor drops what does not fit)
+EXTRACTOR_QUEUE = 10_000
 RECALL_THREADS = 4  # recall's CPU work (ranking, index fills) runs here, never on the event loop
 PROFILE_CHUNK = 256  # standing facts profiled per embedding call in a backfill
 
@@ -244,7 +247,7 @@ class MemoryEngine:
         self.scheduler = MemScheduler(self, settings.scheduler)
         # optional LLM fact extraction after each stored turn; None (no LLM call ever) by default
         self.extractor: FactExtractor | None = (
-            FactExtractor(settings.extractor, self, maxsize=settings.write_queue_size)
+            FactExtractor(settings.extractor, self, maxsize=EXTRACTOR_QUEUE)
             if settings.extractor.model
             else None
         )
