@@ -5,8 +5,13 @@ send chat completions (half of them streamed) back to back for
 ``--seconds`` (default 60) through a real ``memproxy serve`` process in
 front of the fake OpenAI upstream (``testing.fake_openai``, source tree only).
 Reported: requests/s, p50/p99 latency (to the last byte), the share of
-replies saying ``X-Memory-Status: degraded``, the journal depth over time
-(``/readyz``), the server's RSS before and after, and then the durability
+replies saying ``X-Memory-Status: ok`` and ``degraded`` (with the server's
+own count of why: recall timeouts and errors, late writes, from
+``/metrics``), the journal depth and the turns the writer stored over time
+(``/readyz``: the backlog is bounded when the writer stores turns as fast as
+they arrive), the CPU each party used (the server, the load generator's
+clients, the fake upstream, everything else on the machine: they share its
+cores, see :mod:`bench.cpu`), the server's RSS before and after, and then the durability
 check: the server is killed with SIGKILL right after the last acknowledged
 reply, restarted on the same data dir, and every acknowledged turn is looked
 up in the store once the journal is replayed: turns lost (must be 0) and
@@ -37,6 +42,8 @@ from typing import Any
 
 import httpx
 
+from bench.cpu import sample as cpu_sample
+from bench.cpu import shares as cpu_shares
 from bench.stats import median, percentile
 
 
@@ -45,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to drive load (default 60)")
     parser.add_argument("--data-dir", help="the server's data dir (default: a fresh temporary one)")
     parser.add_argument("--json", dest="json_path", help="also write the results as JSON here")
+    parser.add_argument("--no-kill", dest="kill", action="store_false",
+                        help="skip the kill -9, replay and lost/duplicated check (quick iterations on the load figures)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a server setting as its environment variable, e.g. MEMPROXY_MEMORY__WRITE_QUEUE_SIZE=512 "
+                             "(repeatable; default: the default config)")
     parser.add_argument("--replicas", type=int, default=0,
                         help="N replicas over a `chroma run` server, clients split across them "
                              "(default 0: one process on the embedded store)")
@@ -86,6 +98,8 @@ async def _drive(urls: list[str], clients: int, seconds: float, run: str, search
     acknowledged: list[tuple[str, str]] = []
     errors = 0
     depth: list[tuple[float, int]] = []
+    written: list[tuple[float, int]] = []  # turns the writer(s) stored so far
+    acked_at: list[float] = []  # when each acknowledged turn was answered (s into the run)
     writer_failing = 0  # /readyz samples with the store writer failing (a cause of degraded)
     started = time.monotonic()
     stop_at = started + seconds
@@ -115,6 +129,7 @@ async def _drive(urls: list[str], clients: int, seconds: float, run: str, search
             latencies.append(time.perf_counter() - t0)
             if ok:
                 acknowledged.append((user, text))
+                acked_at.append(time.monotonic() - started)
                 statuses[status] += 1
             else:
                 errors += 1
@@ -124,12 +139,15 @@ async def _drive(urls: list[str], clients: int, seconds: float, run: str, search
         nonlocal writer_failing
         while time.monotonic() < stop_at:
             try:
-                total = 0
+                total = stored = 0
                 for url in urls:
                     body = (await http.get(f"{url}/readyz")).json()
                     total += int(body["writes"]["journal_depth"])
+                    stored += int(body["writes"].get("written", 0))
                     writer_failing += body["writes"]["status"] != "ok"
-                depth.append((round(time.monotonic() - started, 1), total))
+                at = round(time.monotonic() - started, 1)
+                depth.append((at, total))
+                written.append((at, stored))
             except (httpx.HTTPError, KeyError, ValueError):
                 pass
             await asyncio.sleep(1.0)
@@ -142,12 +160,18 @@ async def _drive(urls: list[str], clients: int, seconds: float, run: str, search
         "latencies": latencies,
         "statuses": statuses,
         "acknowledged": acknowledged,
+        "acked_at": acked_at,
         "errors": errors,
         "depth": depth,
+        "written": written,
         "writer_failing_samples": writer_failing,
         "searches": searches,
         "search_errors": search_errors,
     }
+
+
+class _Skipped(Exception):
+    """``--no-kill``: the durability check is not run."""
 
 
 def _wait_replayed(url: str, timeout_s: float = 600.0) -> float:
@@ -179,6 +203,12 @@ def run(args: argparse.Namespace) -> int:
     replicas = max(args.replicas, 1)
     chroma = ChromaServer(data_dir / "chroma-server") if args.replicas else None
     env = {"MEMPROXY_MEMORY__CHROMA_URL": chroma.url} if chroma else {}
+    for setting in args.settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key.startswith("MEMPROXY_"):
+            print(f"--set wants MEMPROXY_<SECTION>__<KEY>=VALUE, got {setting!r}")
+            return 2
+        env[key] = value
     dirs = [data_dir / f"replica-{i}" for i in range(replicas)] if chroma else [data_dir]
     servers: list[Any] = []
     try:
@@ -191,11 +221,17 @@ def run(args: argparse.Namespace) -> int:
                 where = f"{replicas} replica(s) over {chroma.url}" if chroma else f"pid {server.pid} on {server.url}"
                 print(f"memproxy serve: {where}; {args.clients} clients for {args.seconds:.0f} s ...")
                 urls = [s.url for s in servers]
+                pids = [s.pid for s in servers]
+                cpu_before = cpu_sample(pids, upstream.native_id)
                 result = asyncio.run(_drive(urls, args.clients, args.seconds, run_id, search=bool(chroma)))
+                cpu = cpu_shares(cpu_before, cpu_sample(pids, upstream.native_id), result["elapsed_s"])
                 rss_after = sum(rss_mb(s.pid) for s in servers)
                 depth_at_kill = httpx.get(f"{server.url}/readyz", timeout=30).json()["writes"]["journal_depth"]
+                causes = _server_counts(urls)
             finally:
                 server.kill()  # SIGKILL right after the last acknowledged reply
+            if not args.kill:
+                raise _Skipped
             restarted = ServeProcess("--upstream-base-url", upstream_url, data_dir=dirs[0], env=env)
             servers[0] = restarted
             try:
@@ -215,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 for s in servers:
                     s.stop()
+    except _Skipped:
+        replay_s, lost, duplicated = None, None, None
     finally:
         for s in servers:
             s.kill()
@@ -240,23 +278,72 @@ def run(args: argparse.Namespace) -> int:
         "search_p95_ms": round(percentile(searches, 95) * 1000, 1) if searches else None,
         "searches": len(searches),
         "search_errors": result["search_errors"],
+        "ok_share": round(statuses.get("ok", 0) / acked, 4) if acked else 0.0,
         "degraded_share": round(statuses.get("degraded", 0) / acked, 4) if acked else 0.0,
         "statuses": dict(statuses),
+        "server_counts": causes,
+        "cpu_cores": cpu,
         "writer_failing_samples": result["writer_failing_samples"],
         "journal_depth": {
             "max": max((d for _, d in result["depth"]), default=0),
             "at_kill": depth_at_kill,
             "samples": result["depth"],
         },
+        "writer": _writer_rates(result["written"], result["acked_at"]),
         "rss_mb": {"before": round(rss_before, 1), "after": round(rss_after, 1)},
-        "replay_s": round(replay_s, 1),
+        "replay_s": round(replay_s, 1) if replay_s is not None else None,
         "lost_after_kill_9": lost,
         "duplicated_after_kill_9": duplicated,
     }
     _print(report)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report, indent=2))
-    return 0 if lost == 0 and duplicated == 0 else 1
+    return 0 if not lost and not duplicated else 1
+
+
+def _server_counts(urls: list[str]) -> dict[str, int]:
+    """The servers' own counts (``/metrics``): why replies were degraded, how turns were journaled."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {"memproxy_memory_degraded": "recall_", "memproxy_turn_writes": "write_"}
+    counts: collections.Counter[str] = collections.Counter()
+    for url in urls:
+        try:
+            text = httpx.get(f"{url}/metrics", timeout=30).text
+        except httpx.HTTPError:
+            continue
+        for family in text_string_to_metric_families(text):
+            prefix = wanted.get(family.name)
+            if prefix is None:
+                continue
+            for s in family.samples:
+                if s.name.endswith("_total"):
+                    label = s.labels.get("cause") or s.labels.get("status") or ""
+                    counts[prefix + label] += int(s.value)
+    return dict(counts)
+
+
+def _writer_rates(written: list[tuple[float, int]], acked_at: list[float]) -> dict[str, float]:
+    """Turns/s the writer stored against turns/s that arrived: over the run, and over its second
+    half (once a bounded backlog has filled, the writer keeps up when the two are equal)."""
+
+    def rates(since: float) -> tuple[float, float]:
+        samples = [(t, n) for t, n in written if t >= since]
+        if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+            return 0.0, 0.0
+        (t0, n0), (t1, n1) = samples[0], samples[-1]
+        arrived = sum(1 for t in acked_at if t0 <= t < t1)
+        return round((n1 - n0) / (t1 - t0), 1), round(arrived / (t1 - t0), 1)
+
+    end = written[-1][0] if written else 0.0
+    stored, arrived = rates(0.0)
+    stored_late, arrived_late = rates(end / 2)
+    return {
+        "stored_per_s": stored,
+        "arrived_per_s": arrived,
+        "second_half_stored_per_s": stored_late,
+        "second_half_arrived_per_s": arrived_late,
+    }
 
 
 def _print(r: dict[str, Any]) -> None:
@@ -268,9 +355,19 @@ def _print(r: dict[str, Any]) -> None:
     if r["searches"]:
         print(f"recall         {r['searches']} searches, p50 {r['search_p50_ms']} ms, p95 {r['search_p95_ms']} ms, "
               f"errors {r['search_errors']}")
-    print(f"degraded       {r['degraded_share'] * 100:.2f}% of acknowledged replies {r['statuses']}; "
+    print(f"memory status  ok {r['ok_share'] * 100:.2f}%, degraded {r['degraded_share'] * 100:.2f}% of acknowledged "
+          f"replies {r['statuses']}; server's counts {r['server_counts']}; "
           f"/readyz samples with the writer failing: {r['writer_failing_samples']}")
     print(f"journal depth  max {depth['max']}, at kill {depth['at_kill']}; over time: {samples}")
+    w = r["writer"]
+    print(f"writer         stored {w['stored_per_s']} turns/s while {w['arrived_per_s']} arrived; second half: "
+          f"stored {w['second_half_stored_per_s']}/s, arrived {w['second_half_arrived_per_s']}/s")
+    cpu = r["cpu_cores"]
+    print(f"CPU (cores)    server {cpu['server']}, clients {cpu['clients']}, fake upstream {cpu['fake_upstream']}, "
+          f"rest of the machine {cpu['other']}; {cpu['machine']} of {cpu['cores']:.0f} busy")
     print(f"server RSS     {r['rss_mb']['before']} MiB before, {r['rss_mb']['after']} MiB after")
+    if r["replay_s"] is None:
+        print("kill -9        not checked (--no-kill)")
+        return
     print(f"kill -9        replayed in {r['replay_s']} s; acknowledged turns lost {r['lost_after_kill_9']}, "
           f"duplicated {r['duplicated_after_kill_9']}")

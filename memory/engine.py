@@ -126,6 +126,9 @@ class CoreSet:
 
 EMPTY_CORE_VERSION = "0"
 CORE_PAGE = 500
+# stored turns waiting for fact extraction (what memory.write_queue_size was, 10,000, before it
+# became the writer's backlog bound alone: the extractor drops what does not fit)
+EXTRACTOR_QUEUE = 10_000
 RECALL_THREADS = 4  # recall's CPU work (ranking, index fills) runs here, never on the event loop
 PROFILE_CHUNK = 256  # standing facts profiled per embedding call in a backfill
 
@@ -243,7 +246,7 @@ class MemoryEngine:
         self.scheduler = MemScheduler(self, settings.scheduler)
         # optional LLM fact extraction after each stored turn; None (no LLM call ever) by default
         self.extractor: FactExtractor | None = (
-            FactExtractor(settings.extractor, self, maxsize=settings.write_queue_size)
+            FactExtractor(settings.extractor, self, maxsize=EXTRACTOR_QUEUE)
             if settings.extractor.model
             else None
         )
@@ -839,6 +842,8 @@ class MemoryEngine:
         provenance: Provenance,
         event_time: datetime | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        wait: bool = True,
     ) -> str:
         """Journal one chat turn durably (fsync'd when this returns) for the background writer.
 
@@ -847,6 +852,8 @@ class MemoryEngine:
         ``memory.write_queue_size`` for ``memory.write_backpressure_ms``
         (backpressure: the caller waited that long, then the turn was journaled
         anyway, never dropped); ``skipped`` when there was nothing to write.
+        ``wait`` False: the caller already waited for room (:meth:`admit`)
+        and reports its outcome itself.
         Raises :class:`memory.journal.JournalError` when the journal cannot be written.
         """
         content = turn_content(user_text, assistant_text)
@@ -859,11 +866,16 @@ class MemoryEngine:
             metadata=dict(metadata or {}),
         )
         cube = self._build(owner, item, provenance)
-        timeout = self.settings.write_backpressure_ms / 1000
-        on_time = await self.writer.room(self.settings.write_queue_size, timeout)
+        on_time = await self.admit() if wait else True
         await self.journal.append([Entry(cube, "turn")])
         self.writer.notify()
         return "ok" if on_time and not self.writer.failing else "degraded"
+
+    async def admit(self) -> bool:
+        """Wait while ``memory.write_queue_size`` turns wait for the writer (backpressure,
+        :mod:`memory.admission`), at most ``memory.write_backpressure_ms``; False: no room came."""
+        timeout = self.settings.write_backpressure_ms / 1000
+        return await self.writer.room(self.settings.write_queue_size, timeout)
 
     def remember_turn(
         self,

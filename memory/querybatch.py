@@ -7,8 +7,11 @@ and with 50 clients most recalls missed their deadline in that queue. A
 while a call is running it collects the queries that arrive; they go in the
 next call, together (up to :data:`MAX_BATCH`). One call for many short
 queries costs far less per query than one call each (ONNX, one thread:
-~24 ms for one query against ~8 ms per query for 32, on the loaded 2-core
-machine).
+~7 ms for one query against ~4 ms per query for 8 or 16). A batch is at most
+:data:`MAX_BATCH` queries: beyond 16 the cost per query rises again (~5 ms
+at 32) and a batch of 32 takes ~160 ms by itself, most of a 200 ms recall
+deadline for every query that arrives while it runs (``bench load``, 50
+clients, docs/benchmarks.md).
 
 A query whose caller gave up (its recall deadline passed, so its wait was
 cancelled) before its batch started is dropped from the batch: work nobody
@@ -23,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-MAX_BATCH = 32
+MAX_BATCH = 16
 
 Embed = Callable[[list[str]], Awaitable[np.ndarray]]
 

@@ -86,7 +86,8 @@ class MemorySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     default_mode: Literal["on", "off", "read", "write"] = "on"
-    recall_deadline_ms: int = 200
+    recall_deadline_ms: int = 200  # the recall's own time, from when it starts (memory/recallgate.py)
+    recall_queue_ms: int = Field(default=2_000, ge=0)  # longest a request waits for its recall to start; then none
     token_budget: int = 1024
     max_items: int = 32
     min_score: float = 0.35
@@ -103,7 +104,7 @@ class MemorySettings(BaseModel):
     store: Literal["chroma"] = "chroma"
     chroma_path: str | None = None  # default: <data_dir>/chroma
     chroma_url: str | None = None  # a Chroma server (``chroma run``) instead of the embedded store
-    write_queue_size: int = 10_000  # journaled turns waiting for the writer before new replies wait (backpressure)
+    write_queue_size: int = 256  # journaled turns waiting for the writer before new replies wait (backpressure)
     write_backpressure_ms: int = 2_000  # longest a reply waits for room; then journaled anyway, reported degraded
     write_linger_ms: int = 100
     core_token_budget: int = 1024  # most tokens (cl100k) of core memories injected on every request

@@ -52,6 +52,11 @@ class ServerThread:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def native_id(self) -> int | None:
+        """The OS thread id the server runs on (its CPU time is in ``/proc/self/task/<id>``)."""
+        return self._thread.native_id
+
     def start(self) -> ServerThread:
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -63,7 +63,7 @@ class Metrics:
             "memproxy_recall_seconds", "Recall (core + search) duration per memory request", buckets=LATENCY_BUCKETS, registry=r
         )
         self.degraded = Counter(
-            "memproxy_memory_degraded", "Requests forwarded without memory, by cause (timeout | error)", ["cause"], registry=r
+            "memproxy_memory_degraded", "Requests forwarded without memory, by cause (timeout | error | overload)", ["cause"], registry=r
         )
         self.recalled = Counter("memproxy_recalled_memories", "Recalled memories injected into requests", registry=r)
         self.injected_tokens = Counter(

@@ -19,7 +19,10 @@ only translates its own wire shapes:
 Memory never fails a request: recall runs under ``memory.recall_deadline_ms``
 and any failure or timeout forwards without memories, reported as
 ``X-Memory-Status: degraded``. Failed or broken upstream calls write nothing.
-A write that is late (the store writer is failing, or backpressure) or that
+A request that will write first waits while the writer's backlog is full
+(backpressure, :mod:`memory.admission`: at most ``memory.write_backpressure_ms``,
+before recall, so a waiting request holds no memory work). A write that is
+late (the store writer is failing, or no room came in time) or that
 could not be journaled is reported as ``degraded`` too: in the reply's headers
 when they are still unsent, and on every new request while the writer fails.
 """
@@ -40,6 +43,7 @@ from adapters.errors import UpstreamError
 from memory.cube import Provenance, utcnow
 from memory.engine import CoreSet, MemoryEngine, RecallResult
 from memory.explain import RecallTrace
+from memory.recallgate import RecallGate
 from memory.settings import MemorySettings
 from memory.tokens import TokenCounter
 from proxy.identity import Identity
@@ -47,6 +51,7 @@ from proxy.observability.tracing import OFF, Tracing
 from proxy.pipeline.blocks import MemoryBlocks, MemoryOutcome, render_block, render_core_block
 from proxy.pipeline.capture import ReplyCapture
 from proxy.pipeline.explain import Explanation, ExplanationLog, explanation
+from proxy.pipeline.lograte import RateLimitedWarning
 
 log = logging.getLogger("memproxy.pipeline")
 
@@ -126,6 +131,10 @@ class MemoryPipeline:
         self.explanations = ExplanationLog()  # of chat requests sent with X-Memory-Explain: 1
         # the core block is byte-stable while the core set and profile are: rendered and counted once
         self._core_blocks: dict[tuple[str, tuple[str, ...]], tuple[str, int]] = {}
+        self._late_recall = RateLimitedWarning(log)  # under overload every request may say it
+        self._shed = RateLimitedWarning(log)
+        # recalls start a few at a time, as many as stay well inside the deadline (memory/recallgate.py)
+        self.gate = RecallGate(settings.recall_deadline_ms / 1000)
 
     def upstream_done(self, front: str, stream: bool, started: float, ok: bool) -> None:
         """Report one upstream call that began at ``started`` (``time.perf_counter()``)."""
@@ -153,6 +162,10 @@ class MemoryPipeline:
         ``query`` None: this request takes no memory at all (e.g. a raw
         prompt), not even the core block.
         """
+        # backpressure before any memory work: a request that will write waits while the
+        # writer's backlog is full, let in at the pace the writer drains it (memory/admission.py)
+        writes = identity.mode.writes and self.settings.write_enabled
+        on_time = await self.engine.admit() if writes else True
         if query is None:
             mode = identity.mode
             blocks = MemoryBlocks.empty("ok" if mode.reads or mode.writes else "off")
@@ -162,8 +175,8 @@ class MemoryPipeline:
         if blocks.activation is not None:
             context = dataclasses.replace(context, activation=blocks.activation)
         exchange = Exchange(forwarded, user_text, identity, context, blocks.outcome)
-        if identity.mode.writes and self.settings.write_enabled and self.engine.write_status() is not None:
-            exchange.write["status"] = "degraded"  # the store writer is failing: this turn will be late
+        if writes and (not on_time or self.engine.write_status() is not None):
+            exchange.write["status"] = "degraded"  # no room came in time, or the store writer is failing: late
         return exchange
 
     async def recall(
@@ -185,7 +198,13 @@ class MemoryPipeline:
         async def recalled() -> RecallResult | None:
             return await self.engine.search(user, query, now=now, trace=trace) if query else None
 
+        if not await self.gate.enter(self.settings.recall_queue_ms / 1000):
+            self._shed.warning("recall waited %.0f ms to start (overloaded); forwarding without memories",
+                               self.settings.recall_queue_ms)
+            self._degraded("overload", time.perf_counter())
+            return MemoryBlocks.empty("degraded")
         started = time.perf_counter()
+        missed = False
         try:
             with self.tracing.span("memproxy.recall", query_chars=len(query)) as span:
                 core, result = await asyncio.wait_for(
@@ -195,13 +214,16 @@ class MemoryPipeline:
                     span.set_attribute("memproxy.recalled", len(result.items) if result is not None else 0)
                     span.set_attribute("memproxy.core", len(core.items))
         except TimeoutError:
-            log.warning("recall missed its %.0f ms deadline; forwarding without memories", deadline * 1000)
+            missed = True
+            self._late_recall.warning("recall missed its %.0f ms deadline; forwarding without memories", deadline * 1000)
             self._degraded("timeout", started)
             return MemoryBlocks.empty("degraded")
         except Exception:  # fail open by design: memory must never fail a request
             log.exception("recall failed; forwarding without memories")
             self._degraded("error", started)
             return MemoryBlocks.empty("degraded")
+        finally:
+            self.gate.leave(time.perf_counter() - started, missed=missed)
         blocks = self._render(user, core, result)
         if self.observer is not None:
             self.observer.recall_done(time.perf_counter() - started, blocks.outcome.recalled, blocks.outcome.tokens)
@@ -316,12 +338,15 @@ class MemoryPipeline:
         provenance = Provenance(request_id=context.request_id, model=model, roles=roles)
         try:
             with self.tracing.span("memproxy.write", chars=len(user_text) + len(reply)) as span:
-                status = await self.engine.remember(identity.owner, user_text, reply, provenance)
+                # room was waited for in prepare(), before the work
+                status = await self.engine.remember(identity.owner, user_text, reply, provenance, wait=False)
                 if span is not None:
                     span.set_attribute("memproxy.write_status", status)
         except Exception:  # memory never fails a request: the loss is logged and reported
             log.exception("could not journal the memory write for %s", context.request_id)
             status = "degraded"
+        if status == "ok" and exchange.write.get("status") == "degraded":
+            status = "degraded"  # journaled, but late: no room came in time (prepare)
         if status == "degraded":
             exchange.write["status"] = "degraded"
         if self.observer is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -75,3 +76,45 @@ def test_a_store_that_cannot_be_written_is_degraded_and_not_ready_then_recovers(
     stored = httpx.get(f"{proxy.url}/v1/memories", params={"user": "dora"}, timeout=30).json()["data"]
     assert sorted(m["content"].split("\n")[0] for m in stored) == ["User: I also sing.", "User: I play the oboe."]
     assert chat(proxy.url, "dora", "Hello").headers["X-Memory-Status"] == "ok"
+
+
+def test_a_full_backlog_holds_a_chat_before_its_recall_then_journals_it_late(make_proxy: Any) -> None:
+    server = make_proxy(memory={"write_queue_size": 1, "write_backpressure_ms": 200, "write_linger_ms": 0})
+    engine = engine_of(server)
+    real_add = engine.store.add
+    opened = False
+
+    async def held(*args: Any) -> None:  # the writer cannot store anything until opened
+        while not opened:
+            await asyncio.sleep(0.01)
+        await real_add(*args)
+
+    engine.store.add = held
+    try:
+        assert chat(server.url, "erin", "I grow tomatoes.").headers["X-Memory-Status"] == "ok"  # room: no wait
+        late = chat(server.url, "erin", "I also grow basil.")  # the backlog is full: no room within 200 ms
+        assert late.headers["X-Memory-Status"] == "degraded"
+        assert engine.journal.depth == 2  # journaled anyway (the one the writer holds counts), never dropped
+    finally:
+        opened = True
+    deadline = time.monotonic() + 30
+    while engine.journal.depth > 0 or engine.writer.in_flight:
+        assert time.monotonic() < deadline, "the writer never caught up"
+        time.sleep(0.05)
+    stored = httpx.get(f"{server.url}/v1/memories", params={"user": "erin"}, timeout=30).json()["data"]
+    assert len(stored) == 2
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'memproxy_turn_writes_total{status="degraded"} 1.0' in metrics
+
+
+def test_a_request_that_waited_too_long_for_its_recall_goes_on_without_memory(make_proxy: Any) -> None:
+    server = make_proxy(memory={"recall_queue_ms": 50})
+    gate = server.server.config.app.state.services.pipeline.gate
+    gate.running = int(gate.limit)  # every place taken (by recalls that never finish)
+    response = chat(server.url, "fred", "What do I grow?")
+    assert response.headers["X-Memory-Status"] == "degraded"
+    assert gate.shed == 1 and gate.waiting == 0
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'memproxy_memory_degraded_total{cause="overload"} 1.0' in metrics
+    gate.running = 0
+    assert chat(server.url, "fred", "What do I grow?").headers["X-Memory-Status"] == "ok"
