@@ -92,8 +92,9 @@ GATE_PER_DECADE = 0.055
 GATE_BASE_SIZE = 10
 # a question about the user's own life ("what speed is my new internet plan?",
 # memory/intent.py) asks for memory itself: its gate grows this share as fast
-# (0: the base min_score at any owner size). LongMemEval dev, 0.5 -> 0: one more
-# gate opened of 18 self-questions looked at (it was 0.372 against 0.388)
+# (0: the base min_score at any owner size). `memproxy bench longmemeval`, full
+# dev split: 0.868 / 0.884 at 1,024 / 2,048 with the size-aware gate for every
+# query, 0.917 / 0.940 with this (docs/benchmarks.md)
 SELF_QUESTION_GROWTH = 0.0
 # memories of one day share one date header in the rendered block (see pack)
 GROUP_BY_DATE = True
