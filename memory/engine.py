@@ -62,7 +62,7 @@ from memory.standing import DOMAIN_FLOOR, DomainBridge, bridge_scores
 from memory.store import MemoryStore
 from memory.timeparse import QueryTime, query_time, resolve_relative
 from memory.tokens import TokenCounter
-from memory.writer import JournalWriter, turn_content
+from memory.writer import JournalWriter, Stages, turn_content
 
 if TYPE_CHECKING:
     from memory.settings import MemorySettings
@@ -232,7 +232,10 @@ class MemoryEngine:
         self._backfills: dict[str, asyncio.Task[None]] = {}
         # durable writes: every accepted write is journaled (fsync'd) first; the writer drains the journal
         self.journal = journal or Journal(MEMORY)
-        self.writer = JournalWriter(self.journal, self._write_entries, linger_s=settings.write_linger_ms / 1000)
+        # pipelined: one batch is embedded while the one before it is stored (memory/writer.py)
+        self.writer = JournalWriter(
+            self.journal, Stages(self._embed_entries, self._write_entries), linger_s=settings.write_linger_ms / 1000
+        )
         self._generation: dict[str, int] = {}  # user -> times forgotten (a write racing a forget is undone)
         self._voided: set[str] = set()  # journaled memories deleted while the writer may hold them
         self._remembering: set[asyncio.Task[str]] = set()  # remember_turn() calls still journaling
@@ -903,7 +906,16 @@ class MemoryEngine:
         keeps one copy); skips entries forgotten meanwhile. Returns the entries stored."""
         if not entries:
             return []
-        embeddings = await self.embedder.embed_memories([e.cube.content for e in entries])
+        return await self._commit_entries(entries, await self._embed_entries(entries))
+
+    async def _embed_entries(self, entries: Sequence[Entry]) -> np.ndarray:
+        """The stored vectors of ``entries`` (the writer's first stage)."""
+        return await self.embedder.embed_memories([e.cube.content for e in entries])
+
+    async def _commit_entries(self, entries: Sequence[Entry], embeddings: np.ndarray) -> builtins.list[Entry]:
+        """Store embedded entries (see :meth:`_store_entries`); the writer's second stage."""
+        if not entries:
+            return []
         generations = {e.cube.owner.user: self._generation.get(e.cube.owner.user, 0) for e in entries}
         # forget/delete remove journal items first: what is no longer journaled is void
         alive = await self.journal.existing([e.cube.id for e in entries])
@@ -931,9 +943,9 @@ class MemoryEngine:
             self._lexical.remove(cube.owner.user, cube.id)
             self.invalidate_core(cube.owner.user)
 
-    async def _write_entries(self, entries: builtins.list[Entry]) -> builtins.list[Entry]:
-        """The writer's sink."""
-        stored = await self._store_entries(entries)
+    async def _write_entries(self, entries: builtins.list[Entry], embeddings: np.ndarray) -> builtins.list[Entry]:
+        """The writer's sink: its second stage, after :meth:`_embed_entries`."""
+        stored = await self._commit_entries(entries, embeddings)
         turns = [e.cube for e in stored if e.source == "turn"]
         if self.extractor is not None and turns:  # queued for its own worker: never holds up the writer
             self.extractor.submit(turns)

@@ -8,6 +8,15 @@ together share one embedding call and one store write), hands them to the
 sink (the engine: embed, store by id, update its indexes), and deletes them
 from the journal only once the sink succeeded.
 
+A sink in two stages (:class:`Stages`: ``prepare`` embeds, ``commit``
+stores) is pipelined: while batch N is being stored, batch N+1 is already
+being embedded (the embedding runs on the bulk lane's thread, the store on
+the store's, so the two use both cores where one batch at a time left one
+idle). At most two batches are in flight, batches are committed in the
+order they were taken, and each batch is deleted from the journal only
+after its own commit succeeded; a failure drops the prepared batch too and
+retries both from the journal.
+
 A failed batch stays in the journal and is retried with exponential backoff
 (``backoff_s`` doubling up to ``max_backoff_s``); while the last attempt
 failed, :attr:`JournalWriter.failing` is true and :attr:`last_error` says
@@ -64,11 +73,24 @@ def turn_content(user_text: str, assistant_text: str) -> str:
 Sink = Callable[[list[Entry]], Awaitable[list[Entry]]]
 
 
+@dataclass(frozen=True, slots=True)
+class Stages:
+    """A sink in two stages, pipelined by the writer: ``prepare`` a batch (embed it),
+    then ``commit`` it with what ``prepare`` returned (store it; returns the entries
+    now in the store, as :data:`Sink`)."""
+
+    prepare: Callable[[list[Entry]], Awaitable[Any]]
+    commit: Callable[[list[Entry], Any], Awaitable[list[Entry]]]
+
+    async def __call__(self, entries: list[Entry]) -> list[Entry]:
+        return await self.commit(entries, await self.prepare(entries))
+
+
 class JournalWriter:
     def __init__(
         self,
         journal: Journal,
-        sink: Sink,
+        sink: Sink | Stages,
         *,
         batch_size: int = BATCH_SIZE,
         linger_s: float = 0.0,
@@ -85,7 +107,9 @@ class JournalWriter:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._busy = False
-        self.in_flight: list[Entry] = []
+        self.in_flight: list[Entry] = []  # every batch taken and not yet stored or given up
+        self._committing: asyncio.Task[list[Entry]] | None = None  # the batch being stored (pipelined)
+        self._committing_ids: set[str] = set()
         self._last_notified = 0.0  # when a turn was last journaled for this writer (it gathers while they come)
         self.admission = Admission(lambda: self.journal.depth)  # requests waiting for room in the backlog
         self.written = 0  # items stored
@@ -115,49 +139,123 @@ class JournalWriter:
 
     async def _run(self) -> None:
         backoff = self._backoff_s
-        while not self._closed:
-            self._wake.clear()
-            try:
-                self._busy = True
-                entries = await self.journal.next_unclaimed(self._batch_size)
-                if entries:
-                    self.in_flight = entries
-                    stored = await self._sink(entries)
-                    if stored:
-                        await self.journal.complete([e.cube.id for e in stored])
-                    self.admission.stored(len(stored))
-                    self.written += len(stored)
-                    if self.failing:
-                        log.warning("memory writer recovered; %d item(s) still journaled", self.journal.depth)
-                    self.failing, self.last_error, self.failing_since = False, None, None
-                    backoff = self._backoff_s
+        try:
+            while not self._closed:
+                self._wake.clear()
+                try:
+                    self._busy = True
+                    if await self._step():
+                        if self.failing:
+                            log.warning("memory writer recovered; %d item(s) still journaled", self.journal.depth)
+                        self.failing, self.last_error, self.failing_since = False, None, None
+                        backoff = self._backoff_s
+                        continue
+                    self.admission.idle()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # keep everything journaled, retry later
+                    await self._drop_committing()
+                    count = len(self.in_flight)
+                    self.failed += count
+                    self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    if not self.failing:
+                        self.failing_since = time.time()
+                    self.failing = True
+                    log.warning(
+                        "memory writer could not store %d item(s) (%s); kept in the journal, retrying in %.1f s",
+                        count, self.last_error, backoff,
+                    )
+                    self.in_flight = []
+                    self._busy = False
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._max_backoff_s)
                     continue
-                self.admission.idle()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep everything journaled, retry later
-                count = len(self.in_flight)
-                self.failed += count
-                self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                if not self.failing:
-                    self.failing_since = time.time()
-                self.failing = True
-                log.warning(
-                    "memory writer could not store %d item(s) (%s); kept in the journal, retrying in %.1f s",
-                    count, self.last_error, backoff,
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
-                continue
-            finally:
-                self._busy = False
-                self.in_flight = []
+                finally:
+                    if self._committing is None:
+                        self._busy = False
+                        self.in_flight = []
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=IDLE_LOOK_S)
+                except TimeoutError:
+                    continue  # nobody here journaled anything; a process sharing the journal may have died
+                if self._linger_s > 0:  # let a burst of turns share one embed + store call
+                    await self._gather()
+        finally:
+            await self._drop_committing()
+
+    async def _step(self) -> bool:
+        """Take the next batch and hand it on; True while there was work (a batch taken or stored)."""
+        pending = {e.cube.id for e in self.in_flight}
+        taken = await self.journal.next_unclaimed(self._batch_size + len(pending))
+        entries = [e for e in taken if e.cube.id not in pending][: self._batch_size]
+        if not isinstance(self._sink, Stages):
+            if not entries:
+                return False
+            self.in_flight = entries
+            stored = await self._sink(entries)
+            if stored:
+                await self.journal.complete([e.cube.id for e in stored])
+            self._count(stored)
+            return True
+        if not entries:  # nothing new: wait for the batch being stored, or for new turns
+            if self._committing is None:
+                return False
+            woken = asyncio.ensure_future(self._wake.wait())
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=IDLE_LOOK_S)
-            except TimeoutError:
-                continue  # nobody here journaled anything; a process sharing the journal may have died
-            if self._linger_s > 0:  # let a burst of turns share one embed + store call
-                await self._gather()
+                await asyncio.wait({self._committing, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+            if self._committing.done():
+                await self._finish()
+            return True
+        self.in_flight = self.in_flight + entries
+        prepared = await self._sink.prepare(entries)  # while the previous batch is being stored
+        if self._committing is not None:
+            await self._finish()
+        self._committing = asyncio.get_running_loop().create_task(
+            self._commit(entries, prepared), name="memproxy-writer-commit"
+        )
+        self._committing_ids = {e.cube.id for e in entries}
+        return True
+
+    async def _commit(self, entries: list[Entry], prepared: Any) -> list[Entry]:
+        assert isinstance(self._sink, Stages)
+        stored = await self._sink.commit(entries, prepared)
+        if stored:
+            await self.journal.complete([e.cube.id for e in stored])
+        return stored
+
+    async def _finish(self) -> None:
+        """Wait for the batch being stored; its failure is raised here."""
+        task = self._committing
+        if task is None:
+            return
+        try:
+            stored = await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._committing = None
+        self.in_flight = [e for e in self.in_flight if e.cube.id not in self._committing_ids]
+        self._count(stored)
+
+    def _count(self, stored: list[Entry]) -> None:
+        self.admission.stored(len(stored))
+        self.written += len(stored)
+
+    async def _drop_committing(self) -> None:
+        """Let the batch being stored end (it is never cancelled midway: a cancelled
+        store call still runs in its thread); its failure only leaves it journaled."""
+        task, self._committing = self._committing, None
+        if task is None:
+            return
+        try:
+            stored = await asyncio.shield(task)
+        except Exception as exc:  # noqa: BLE001 - it stays journaled; the retry reports
+            log.warning("memory writer: a batch being stored failed too (%s: %s); kept in the journal",
+                        type(exc).__name__, exc)
+            return
+        self.in_flight = [e for e in self.in_flight if e.cube.id not in self._committing_ids]
+        self._count(stored)
 
     async def _gather(self) -> None:
         """Linger, and keep lingering while turns keep coming, until :data:`GATHER_BATCH`

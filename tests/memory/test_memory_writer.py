@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 from memory.cube import Owner, Provenance
+from memory.engine import MemoryEngine
 from memory.render import BLOCK_CLOSE, BLOCK_OPEN, strip_injected
 from memory.writer import turn_content
 from tests.memory.memory_helpers import EngineFactory
 
 ALICE = Owner(user="alice")
+PROV = Provenance(request_id="req_1", model="m", roles=("user", "assistant"))
 BLOCK = f"{BLOCK_OPEN}\nReference data...\n- [2023-01-01] User: I'm allergic to peanuts.\n{BLOCK_CLOSE}"
 
 
@@ -39,5 +45,54 @@ def test_remember_turn_strips_block_and_flush_waits(open_engine: EngineFactory) 
         assert len((await engine.list("bob")).items) == 1
         hits = (await engine.search("alice", "what's my parrot called?")).items
         assert [h.cube.id for h in hits] == [turn.id]
+
+    open_engine.run(scenario())
+
+
+def test_the_writer_embeds_the_next_batch_while_one_is_being_stored(open_engine: EngineFactory) -> None:
+    async def scenario() -> None:
+        engine = await open_engine(write_linger_ms=0)
+        stored_open = asyncio.Event()
+        adds: list[list[str]] = []
+        embedded: list[list[str]] = []
+        real_add, real_embed = engine.store.add, engine.embedder.embed_memories
+
+        async def held_add(cubes: Any, embeddings: Any) -> None:
+            adds.append([c.content for c in cubes])
+            await stored_open.wait()
+            await real_add(cubes, embeddings)
+
+        async def counted_embed(texts: list[str]) -> Any:
+            embedded.append(list(texts))
+            return await real_embed(texts)
+
+        engine.store.add = held_add  # type: ignore[method-assign]
+        engine.embedder.embed_memories = counted_embed  # type: ignore[method-assign]
+        try:
+            await held(engine, stored_open, adds, embedded)
+        finally:
+            stored_open.set()
+            del engine.embedder.embed_memories  # the embedder is shared by the tests
+
+    async def held(engine: MemoryEngine, stored_open: asyncio.Event, adds: list[Any], embedded: list[Any]) -> None:
+        await engine.remember(ALICE, "I keep bees.", "Lovely.", PROV)
+        deadline = time.monotonic() + 30
+        while not adds:  # the first batch is being stored (held)
+            assert time.monotonic() < deadline, "the first batch never reached the store"
+            await asyncio.sleep(0.01)
+        for i in range(3):
+            await engine.remember(Owner(f"user{i}"), f"My number is {i}.", "Noted.", PROV)
+        while len(embedded) < 2:  # the next batch is embedded while the first is still held
+            assert time.monotonic() < deadline, "the next batch was not embedded while one was stored"
+            await asyncio.sleep(0.01)
+        assert len(adds) == 1 and engine.journal.depth == 4  # nothing is completed before its store
+        in_flight = {e.cube.content for e in engine.writer.in_flight}
+        assert set(adds[0]) | set(embedded[1]) <= in_flight  # both batches held by the writer (erase sees them)
+        stored_open.set()
+        await engine.flush()
+        assert engine.journal.depth == 0 and engine.writer.in_flight == []
+        assert [len((await engine.list(u)).items) for u in ("alice", "user0", "user1", "user2")] == [1, 1, 1, 1]
+        assert sum(len(a) for a in adds) == 4  # each turn stored once
+        assert engine.writer.written == 4
 
     open_engine.run(scenario())
