@@ -232,9 +232,11 @@ class MemoryEngine:
         self._backfills: dict[str, asyncio.Task[None]] = {}
         # durable writes: every accepted write is journaled (fsync'd) first; the writer drains the journal
         self.journal = journal or Journal(MEMORY)
-        # pipelined: one batch is embedded while the one before it is stored (memory/writer.py)
+        # memory.write_pipeline: one batch is embedded while the one before it is stored (memory/writer.py)
+        stages = Stages(self._embed_entries, self._write_entries)
         self.writer = JournalWriter(
-            self.journal, Stages(self._embed_entries, self._write_entries), linger_s=settings.write_linger_ms / 1000
+            self.journal, stages if settings.write_pipeline else stages.__call__,
+            linger_s=settings.write_linger_ms / 1000,
         )
         self._generation: dict[str, int] = {}  # user -> times forgotten (a write racing a forget is undone)
         self._voided: set[str] = set()  # journaled memories deleted while the writer may hold them

@@ -8,6 +8,7 @@ from typing import Any
 
 from memory.cube import Owner, Provenance
 from memory.engine import MemoryEngine
+from memory.errors import StoreUnavailable
 from memory.render import BLOCK_CLOSE, BLOCK_OPEN, strip_injected
 from memory.writer import turn_content
 from tests.memory.memory_helpers import EngineFactory
@@ -51,7 +52,7 @@ def test_remember_turn_strips_block_and_flush_waits(open_engine: EngineFactory) 
 
 def test_the_writer_embeds_the_next_batch_while_one_is_being_stored(open_engine: EngineFactory) -> None:
     async def scenario() -> None:
-        engine = await open_engine(write_linger_ms=0)
+        engine = await open_engine(write_linger_ms=0, write_pipeline=True)
         stored_open = asyncio.Event()
         adds: list[list[str]] = []
         embedded: list[list[str]] = []
@@ -94,5 +95,32 @@ def test_the_writer_embeds_the_next_batch_while_one_is_being_stored(open_engine:
         assert [len((await engine.list(u)).items) for u in ("alice", "user0", "user1", "user2")] == [1, 1, 1, 1]
         assert sum(len(a) for a in adds) == 4  # each turn stored once
         assert engine.writer.written == 4
+
+    open_engine.run(scenario())
+
+
+def test_a_pipelined_writer_retries_failed_batches_and_stores_each_turn_once(open_engine: EngineFactory) -> None:
+    async def scenario() -> None:
+        engine = await open_engine(write_linger_ms=0, write_pipeline=True)
+        engine.writer._backoff_s = 0.05
+        failures = [2]
+        real_add = engine.store.add
+
+        async def failing_add(cubes: Any, embeddings: Any) -> None:
+            if failures[0] > 0:
+                failures[0] -= 1
+                raise StoreUnavailable("the memory store failed: injected")
+            await real_add(cubes, embeddings)
+
+        engine.store.add = failing_add  # type: ignore[method-assign]
+        for i in range(6):
+            await engine.remember(Owner(f"user{i % 3}"), f"Fact number {i}.", "Noted.", PROV)
+        await engine.flush()
+        while engine.journal.depth > 0 or engine.writer.failing:  # flush returns while failing: wait out the retry
+            await engine.flush()
+            await asyncio.sleep(0.05)
+        contents = sorted([c.content for u in ("user0", "user1", "user2") for c in (await engine.list(u)).items])
+        assert contents == sorted(f"User: Fact number {i}.\nAssistant: Noted." for i in range(6))
+        assert engine.writer.failed >= 1 and not engine.writer.failing and engine.writer.in_flight == []
 
     open_engine.run(scenario())
