@@ -20,6 +20,7 @@ BENCHMARKS = {
     "coherence": ("bench.coherence", "two engines over one Chroma server: per-request coherence check, staleness, poll cost"),
     "scale": ("bench.scale", "cold and warm search, RSS and ingest rate against owner size (one owner, a restart per size)"),
     "longmemeval": ("bench.longmemeval", "evidence-turn recall of memory search on LongMemEval-S (assistant chats), with baselines"),
+    "writer": ("bench.writer", "background writer: drain rate of a backlog, one batch at a time vs pipelined; CPU split"),
     "facts": ("bench.facts", "everyday facts told in passing, recalled through the chat path (fake upstream, real proxy)"),
 }
 
