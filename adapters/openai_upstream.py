@@ -197,14 +197,15 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
 
 def env_proxy(url: str) -> dict[str, Any]:
     """The environment's proxy for ``url`` (``HTTP(S)_PROXY``, ``NO_PROXY``) as request
-    arguments (``proxy``, and ``proxy_headers`` when it has credentials); empty when none."""
+    arguments: ``{"proxy": URL}``, its credentials in the URL (aiohttp sends them as
+    ``Proxy-Authorization``); empty when there is none."""
     try:
         proxy, auth = get_env_proxy_for_url(URL(url))
     except LookupError:  # none set, or NO_PROXY names the host
         return {}
-    if auth is None:
-        return {"proxy": proxy}
-    return {"proxy": proxy, "proxy_headers": {"Proxy-Authorization": auth.encode()}}
+    if auth is not None:
+        proxy = proxy.with_user(auth.login).with_password(auth.password)
+    return {"proxy": proxy}
 
 
 def _has_finish_reason(chunk: dict[str, Any]) -> bool:
