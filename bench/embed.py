@@ -40,7 +40,7 @@ QUERY = "What did I say about the pottery class I signed up for?"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runtimes", default="torch,onnx,onnx-int8,torch-bf16",
+    parser.add_argument("--runtimes", default="torch,onnx,onnx-int8,torch-bf16,openvino",
                         help="comma-separated runtimes; torch (the reference) is always measured first")
     parser.add_argument("--exchanges", type=int, default=128, help="LongMemEval exchanges embedded per runtime")
     parser.add_argument("--turns", type=int, default=512, help="LoCoMo turns embedded per runtime")

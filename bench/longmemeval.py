@@ -224,7 +224,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-baselines", action="store_true", help="skip the BM25 and dense baselines")
     parser.add_argument("--json", dest="json_path", help="also write the results as JSON here")
     parser.add_argument("--embedding-runtime", default="auto",
-                        help="embedding runtime of both lanes, or QUERY,BULK (auto, onnx, onnx-int8, torch, torch-bf16)")
+                        help="embedding runtime of both lanes, or QUERY,BULK (auto, onnx, onnx-int8, openvino, torch, torch-bf16)")
     # the bench has the machine to itself: the write lane may use both cores
     # (the full split: 24 min on one thread, 15 min on two, same recall)
     parser.add_argument("--bulk-threads", type=int, default=2,

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-EmbeddingRuntime = Literal["auto", "onnx", "onnx-int8", "torch", "torch-bf16"]
+EmbeddingRuntime = Literal["auto", "onnx", "onnx-int8", "openvino", "torch", "torch-bf16"]
 
 
 class SchedulerSettings(BaseModel):
@@ -94,9 +94,9 @@ class MemorySettings(BaseModel):
     placement: Literal["system", "last_user"] = "system"
     write_enabled: bool = True
     embedding_model: str | None = None  # default: the packaged all-MiniLM-L6-v2
-    # runtime of each embedding lane (memory/embedder.py): auto | onnx | onnx-int8 | torch | torch-bf16
+    # runtime of each embedding lane (memory/embedder.py): auto | onnx | onnx-int8 | openvino | torch | torch-bf16
     embedding_query_runtime: EmbeddingRuntime = "auto"  # auto: onnx
-    embedding_bulk_runtime: EmbeddingRuntime = "auto"  # auto: torch-bf16 on a CPU with AMX, else torch
+    embedding_bulk_runtime: EmbeddingRuntime = "auto"  # auto: openvino (torch if it cannot load)
     embedding_bulk_threads: int = Field(default=1, ge=1)  # bulk lane threads (torch: batches side by side)
     # a memory's stored vector (memory/embedder.py): blend (each sentence embedded alone) | late (long texts pooled late)
     embedding_recipe: Literal["blend", "late"] = "blend"

@@ -56,13 +56,13 @@ def test_onnx_fp32_matches_torch_fp32_and_int8_stays_close(embedder: Embedder) -
 
 def test_auto_resolves_per_lane_and_unknown_runtimes_are_refused() -> None:
     assert resolve("query", "auto") == "onnx"
-    assert resolve("bulk", "auto") in ("torch", "torch-bf16")
+    assert resolve("bulk", "auto") == "openvino"
     assert resolve("bulk", "onnx-int8") == "onnx-int8"
     with pytest.raises(ValueError, match="unknown embedding runtime"):
         resolve("query", "tensorrt")
     with pytest.raises(ValidationError):
         MemorySettings(embedding_bulk_runtime="tensorrt")  # type: ignore[arg-type]
-    assert set(RUNTIMES) == {"auto", "onnx", "onnx-int8", "torch", "torch-bf16"}
+    assert set(RUNTIMES) == {"auto", "onnx", "onnx-int8", "openvino", "torch", "torch-bf16"}
 
 
 BUILDER = textwrap.dedent(
@@ -156,6 +156,45 @@ def test_auto_falls_back_to_torch_when_the_onnx_file_cannot_be_built(tmp_path: P
         assert vectors.shape == (1, 384) and fallback.runtimes["query"] == "torch"
         with pytest.raises(OSError):  # asked for onnx by name: no silent substitute
             asyncio.run(explicit.embed_query(TEXTS[:1]))
+    finally:
+        fallback.close()
+        explicit.close()
+
+
+def test_openvino_matches_torch_fp32_on_one_worker_and_on_two(embedder: Embedder) -> None:
+    texts = [f"Turn {i}: " + "word " * (i % 40) for i in range(96)] + TEXTS  # several length buckets
+    reference = Embedder(query_runtime="onnx", bulk_runtime="torch", cache_dir=embedder.cache_dir)
+    one = Embedder(query_runtime="onnx", bulk_runtime="openvino", cache_dir=embedder.cache_dir)
+    two = Embedder(query_runtime="onnx", bulk_runtime="openvino", bulk_threads=2, cache_dir=embedder.cache_dir)
+    try:
+        async def run() -> list[np.ndarray]:
+            return [await reference.embed_memories(texts), await one.embed_memories(texts),
+                    await two.embed_memories(texts), await one.embed(TEXTS), await reference.embed(TEXTS)]
+
+        torch_fp32, alone, side_by_side, plain, plain_fp32 = asyncio.run(run())
+        assert len(two._models["bulk"]._requests) == 2  # type: ignore[attr-defined]
+    finally:
+        for e in (reference, one, two):
+            e.close()
+    assert one.runtimes["bulk"] == two.runtimes["bulk"] == "openvino"
+    assert alone.shape == (len(texts), 384) and alone.dtype == np.float32
+    # bfloat16 on an AMX CPU agrees with fp32 as closely as torch-bf16 does; fp32 elsewhere
+    assert float((torch_fp32 * alone).sum(axis=1).min()) > 0.9999
+    assert float((torch_fp32 * side_by_side).sum(axis=1).min()) > 0.9999
+    assert float((alone * side_by_side).sum(axis=1).min()) > 0.99999  # same kernels, other batches
+    assert float((plain_fp32 * plain).sum(axis=1).min()) > 0.9999
+
+
+def test_auto_bulk_lane_falls_back_to_torch_when_openvino_cannot_load(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache directory should be")
+    fallback = Embedder(query_runtime="torch", bulk_runtime="auto", cache_dir=blocked)
+    explicit = Embedder(query_runtime="torch", bulk_runtime="openvino", cache_dir=blocked)
+    try:
+        vectors = asyncio.run(fallback.embed_memories(TEXTS[:1]))
+        assert vectors.shape == (1, 384) and fallback.runtimes["bulk"] in ("torch", "torch-bf16")
+        with pytest.raises(OSError):  # asked for openvino by name: no silent substitute
+            asyncio.run(explicit.embed(TEXTS[:1]))
     finally:
         fallback.close()
         explicit.close()
