@@ -60,6 +60,17 @@ def turn_content(user_text: str, assistant_text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def take_next_at_once(depth: int, linger_s: float) -> bool:
+    """After a stored batch: take the next one at once (a backlog of :data:`GATHER_BATCH`
+    waits, or the writer never lingers), else wait and gather first. Taking what is
+    there at once stored turns arriving one by one in batches of 1-3 back to back,
+    each a Chroma add that holds the GIL for its whole call (tens of ms): the event
+    loop froze once per turn instead of once per batch (`memproxy bench latency`,
+    memory on: 30 adds for 150 turns, the slowest calls the ones that overlapped
+    them; gathering: 9 adds of 15-18 turns; docs/benchmarks.md)."""
+    return linger_s <= 0 or depth >= GATHER_BATCH
+
+
 # stores what it can of a batch; returns the entries now in the store (the rest stay journaled)
 Sink = Callable[[list[Entry]], Awaitable[list[Entry]]]
 
@@ -131,7 +142,8 @@ class JournalWriter:
                         log.warning("memory writer recovered; %d item(s) still journaled", self.journal.depth)
                     self.failing, self.last_error, self.failing_since = False, None, None
                     backoff = self._backoff_s
-                    continue
+                    if take_next_at_once(self.journal.depth, self._linger_s):
+                        continue
                 self.admission.idle()
             except asyncio.CancelledError:
                 raise
