@@ -6,6 +6,13 @@ chunks come back one SSE event at a time, as they arrive. aiohttp rather than
 httpx because this hop is on every chat call: its keep-alive pool and C
 parser cost about half a millisecond less per call than httpx's layers
 (``memproxy bench latency``, docs/benchmarks.md).
+
+The environment's proxy (``HTTP(S)_PROXY`` / ``NO_PROXY``) is looked up once,
+for the upstream's base URL, when the pool is made: aiohttp's ``trust_env``
+would look it up (and read ``~/.netrc``) on a worker thread on every call, two
+thread round trips per request. The pool keeps no cookies: it is shared by
+every client of the proxy, so a cookie the upstream set for one must not be
+sent for another.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 
 import aiohttp
 import certifi
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from adapters.base import CallContext, configured_models
 from adapters.errors import UpstreamError, UpstreamUnavailable, UpstreamUnsupported, relayed_headers
@@ -42,6 +51,8 @@ class OpenAIUpstream:
             total=None, connect=settings.connect_timeout_s, sock_read=settings.timeout_s
         )
         self._session: aiohttp.ClientSession | None = None
+        self._proxy = env_proxy(self.base_url)
+
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -50,7 +61,9 @@ class OpenAIUpstream:
             # as httpx did: certifi's CA bundle, and HTTP(S)_PROXY / NO_PROXY from the environment
             tls = ssl.create_default_context(cafile=certifi.where())
             connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0, ssl=tls)
-            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector, trust_env=True)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            )
         return self._session
 
     async def chat(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
@@ -69,7 +82,7 @@ class OpenAIUpstream:
             return configured_models(self.settings.models)
         async with before(deadline_after(self.settings.timeout_s), PEER):
             with transport_errors(PEER):
-                async with self.session.get(f"{self.base_url}/models", headers=self._headers(None)) as response:
+                async with self.session.get(f"{self.base_url}/models", headers=self._headers(None), **self._proxy) as response:
                     status, content = response.status, await response.read()
         if status >= 400:
             raise _error_from(status, content)
@@ -103,7 +116,7 @@ class OpenAIUpstream:
         url, data, headers = f"{self.base_url}{path}", json_bytes(body), {**self._headers(ctx), **JSON}
         async with before(deadline_after(self.settings.timeout_s), PEER):
             with transport_errors(PEER):
-                async with self.session.post(url, data=data, headers=headers) as response:
+                async with self.session.post(url, data=data, headers=headers, **self._proxy) as response:
                     status, content = response.status, await response.read()
         if status >= 400:
             raise _status_error(status, content, endpoint, response.headers)
@@ -117,7 +130,7 @@ class OpenAIUpstream:
         data = json_bytes({**body, "stream": True})
         async with before(deadline, PEER):
             with transport_errors(PEER):
-                response = await self.session.post(f"{self.base_url}{path}", data=data, headers=headers)
+                response = await self.session.post(f"{self.base_url}{path}", data=data, headers=headers, **self._proxy)
             if response.status >= 400:
                 try:
                     with transport_errors(PEER):
@@ -180,6 +193,19 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
             yield piece.rstrip(b"\r\n").decode("utf-8", "replace")
     if pending:
         yield pending.decode("utf-8", "replace")
+
+
+def env_proxy(url: str) -> dict[str, Any]:
+    """The environment's proxy for ``url`` (``HTTP(S)_PROXY``, ``NO_PROXY``) as request
+    arguments: ``{"proxy": URL}``, its credentials in the URL (aiohttp sends them as
+    ``Proxy-Authorization``); empty when there is none."""
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:  # none set, or NO_PROXY names the host
+        return {}
+    if auth is not None:
+        proxy = proxy.with_user(auth.login).with_password(auth.password)
+    return {"proxy": proxy}
 
 
 def _has_finish_reason(chunk: dict[str, Any]) -> bool:

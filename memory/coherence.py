@@ -59,12 +59,19 @@ class SharedStore:
     ``local``: callers may keep every vector in process (the store is
     embedded, or other writers' changes are followed by :class:`Coherence`).
     ``on_change(owner key)`` is told of every change (snapshots mark the owner dirty).
+    ``log_writes`` False (the embedded store: no other process reads the log)
+    records deletions and erasures only: a snapshot restore finds the rows
+    written since by their write stamp. Each record is a Chroma ``add``, and
+    Chroma's embedded ``add`` holds the GIL for its whole call (its Rust
+    bindings wait on their runtime without releasing it), so a write record
+    per writer batch froze the event loop a second time per batch.
     """
 
-    def __init__(self, store: ChromaStore, changes: ChangeLog, *, local: bool) -> None:
+    def __init__(self, store: ChromaStore, changes: ChangeLog, *, local: bool, log_writes: bool = True) -> None:
         self.inner = store
         self.changes = changes
         self.local = local
+        self.log_writes = log_writes
         self.listeners: list[Callable[[str], None]] = []
 
     def __getattr__(self, name: str) -> Any:  # reads (fetch, size, ids, ...) go straight through
@@ -74,7 +81,10 @@ class SharedStore:
         for owner, _, _ in records:
             for listener in self.listeners:
                 listener(owner)
-        await self.changes.note(records)
+        if not self.log_writes:
+            records = [record for record in records if record[1] != "write"]
+        if records:
+            await self.changes.note(records)
 
     async def _wrote(self, cubes: Sequence[MemCube]) -> None:
         by_owner: dict[str, list[str]] = {}

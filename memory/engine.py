@@ -275,10 +275,11 @@ class MemoryEngine:
         else:
             path = Path(settings.chroma_path) if settings.chroma_path else Path(data_dir) / "chroma"
             inner = ChromaStore.embedded(path)
-        # every change is logged: for other processes sharing a server, and for snapshot restores
+        # changes are logged for other processes sharing a server and for snapshot restores
+        # (the embedded store logs deletions only: restores read its writes by their stamp)
         changes = ChangeLog(inner)
         coherent = not inner.local and settings.coherence.enabled
-        store = SharedStore(inner, changes, local=inner.local or coherent)
+        store = SharedStore(inner, changes, local=inner.local or coherent, log_writes=not inner.local)
         journal = await Journal(journal_path(data_dir)).open()
         engine = cls(settings, store, embedder, owns_embedder=owns, journal=journal)
         if not inner.local:  # processes share the store: one scheduler (memory/lease.py)

@@ -9,8 +9,9 @@ then the same delta as memory/coherence.py: the change log's records of
 the owner since ``watermark - clock skew`` name the memories written (read
 again by id, with vectors, and patched in) and deleted (dropped); an erase
 since discards the snapshot. With no record since, the owner's collection is
-not read at all. A snapshot older than the log keeps write records
-(``WRITE_RETENTION_S``) reads the rows written since by their write stamp
+not read at all. The embedded store logs no writes (memory/coherence.py), and
+a snapshot older than the log keeps write records (``WRITE_RETENTION_S``):
+both read the rows written since by their write stamp
 (``_w``), and one older than the tombstones (``TOMBSTONE_RETENTION_S``)
 compares the owner's ids with the store's.
 
@@ -170,7 +171,8 @@ class Snapshots:
                 self.discard(user)
                 return None
             deleted = set(net.deleted)
-            if since >= now - WRITE_RETENTION_S + 60:  # the log names every memory written since
+            # the log names every memory written since (where the store logs writes: memory/coherence.py)
+            if self._store.log_writes and since >= now - WRITE_RETENTION_S + 60:
                 changed, vectors, gone = await read_written(self._store.inner, user, net.written)
                 deleted |= gone
             else:

@@ -69,6 +69,17 @@ def turn_content(user_text: str, assistant_text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def take_next_at_once(depth: int, linger_s: float) -> bool:
+    """After a stored batch: take the next one at once (a backlog of :data:`GATHER_BATCH`
+    waits, or the writer never lingers), else wait and gather first. Taking what is
+    there at once stored turns arriving one by one in batches of 1-3 back to back,
+    each a Chroma add that holds the GIL for its whole call (tens of ms): the event
+    loop froze once per turn instead of once per batch (`memproxy bench latency`,
+    memory on: 30 adds for 150 turns, the slowest calls the ones that overlapped
+    them; gathering: 9 adds of 15-18 turns; docs/benchmarks.md)."""
+    return linger_s <= 0 or depth >= GATHER_BATCH
+
+
 # stores what it can of a batch; returns the entries now in the store (the rest stay journaled)
 Sink = Callable[[list[Entry]], Awaitable[list[Entry]]]
 
@@ -149,8 +160,10 @@ class JournalWriter:
                             log.warning("memory writer recovered; %d item(s) still journaled", self.journal.depth)
                         self.failing, self.last_error, self.failing_since = False, None, None
                         backoff = self._backoff_s
-                        continue
-                    self.admission.idle()
+                        if take_next_at_once(self._waiting(), self._linger_s):
+                            continue
+                    else:
+                        self.admission.idle()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # keep everything journaled, retry later
@@ -171,8 +184,8 @@ class JournalWriter:
                     backoff = min(backoff * 2, self._max_backoff_s)
                     continue
                 finally:
+                    self._busy = False
                     if self._committing is None:
-                        self._busy = False
                         self.in_flight = []
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=IDLE_LOOK_S)
@@ -183,79 +196,81 @@ class JournalWriter:
         finally:
             await self._drop_committing()
 
+    @property
+    def busy(self) -> bool:
+        """Taking, embedding or storing a batch now."""
+        return self._busy or (self._committing is not None and not self._committing.done())
+
+    def _waiting(self) -> int:
+        """Journaled items not yet taken (the batch being stored is still journaled)."""
+        taken = len(self.in_flight) if self._committing is not None else 0
+        return max(0, self.journal.depth - taken)
+
     async def _step(self) -> bool:
-        """Take the next batch and hand it on; True while there was work (a batch taken or stored)."""
+        """Take the next batch and hand it on; True when a batch was taken or one being stored ended."""
+        if self._committing is not None and self._committing.done():
+            await self._finish()  # raises its failure before anything new is taken
         pending = {e.cube.id for e in self.in_flight}
         taken = await self.journal.next_unclaimed(self._batch_size + len(pending))
         entries = [e for e in taken if e.cube.id not in pending][: self._batch_size]
+        if not entries:
+            return False
         if not isinstance(self._sink, Stages):
-            if not entries:
-                return False
             self.in_flight = entries
             stored = await self._sink(entries)
             if stored:
                 await self.journal.complete([e.cube.id for e in stored])
             self._count(stored)
             return True
-        if not entries:  # nothing new: wait for the batch being stored, or for new turns
-            if self._committing is None:
-                return False
-            woken = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({self._committing, woken}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                woken.cancel()
-            if self._committing.done():
-                await self._finish()
-            return True
         self.in_flight = self.in_flight + entries
-        prepared = await self._sink.prepare(entries)  # while the previous batch is being stored
-        if self._committing is not None:
-            await self._finish()
-        self._committing = asyncio.get_running_loop().create_task(
-            self._commit(entries, prepared), name="memproxy-writer-commit"
-        )
-        self._committing_ids = {e.cube.id for e in entries}
+        prepared = await self._sink.prepare(entries)  # while the batch before is being stored
+        await self._finish()  # commits go in the order the batches were taken
+        task = asyncio.get_running_loop().create_task(self._commit(entries, prepared), name="memproxy-writer-commit")
+        task.add_done_callback(self._woken_by_failure)
+        self._committing = task
         return True
 
     async def _commit(self, entries: list[Entry], prepared: Any) -> list[Entry]:
+        """Store a prepared batch, delete it from the journal, count it."""
         assert isinstance(self._sink, Stages)
         stored = await self._sink.commit(entries, prepared)
         if stored:
             await self.journal.complete([e.cube.id for e in stored])
+        ids = {e.cube.id for e in entries}
+        self.in_flight = [e for e in self.in_flight if e.cube.id not in ids]
+        self._count(stored)
         return stored
 
     async def _finish(self) -> None:
-        """Wait for the batch being stored; its failure is raised here."""
+        """Wait for the batch being stored (if any); its failure is raised here."""
         task = self._committing
         if task is None:
             return
         try:
-            stored = await asyncio.shield(task)
+            await asyncio.shield(task)
         finally:
             if task.done():
                 self._committing = None
-        self.in_flight = [e for e in self.in_flight if e.cube.id not in self._committing_ids]
-        self._count(stored)
+
+    def _woken_by_failure(self, task: asyncio.Task[list[Entry]]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._wake.set()  # seen to now (reported, retried), not at the next turn
 
     def _count(self, stored: list[Entry]) -> None:
         self.admission.stored(len(stored))
         self.written += len(stored)
 
     async def _drop_committing(self) -> None:
-        """Let the batch being stored end (it is never cancelled midway: a cancelled
-        store call still runs in its thread); its failure only leaves it journaled."""
+        """Let the batch being stored end (never cancelled midway: a cancelled store
+        call still runs in its thread); a failure of it only leaves it journaled."""
         task, self._committing = self._committing, None
         if task is None:
             return
         try:
-            stored = await asyncio.shield(task)
+            await asyncio.shield(task)
         except Exception as exc:  # noqa: BLE001 - it stays journaled; the retry reports
             log.warning("memory writer: a batch being stored failed too (%s: %s); kept in the journal",
                         type(exc).__name__, exc)
-            return
-        self.in_flight = [e for e in self.in_flight if e.cube.id not in self._committing_ids]
-        self._count(stored)
 
     async def _gather(self) -> None:
         """Linger, and keep lingering while turns keep coming, until :data:`GATHER_BATCH`
@@ -287,7 +302,7 @@ class JournalWriter:
         if self._task is None and self.journal.depth == 0:
             return
         self.start()
-        while (self.journal.depth > 0 or self._busy or self._wake.is_set()) and not self.failing:
+        while (self.journal.depth > 0 or self.busy or self._wake.is_set()) and not self.failing:
             if self._task is None or self._task.done():
                 return
             await asyncio.sleep(POLL_S)
@@ -299,7 +314,7 @@ class JournalWriter:
         if task is None:
             return
         self._wake.set()
-        if self._busy:  # let the batch in flight finish (bounded), rather than write it twice
+        if self.busy:  # let the batch in flight finish (bounded), rather than write it twice
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(asyncio.shield(task), timeout=5.0)
         task.cancel()

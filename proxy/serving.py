@@ -37,6 +37,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from proxy.logqueue import PollingQueueListener
+
 ARGS_ENV = "MEMPROXY_SERVE_ARGS"
 DRAIN_TIMEOUT_S = 30.0
 
@@ -74,7 +76,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # (httpx: "HTTP Request: POST .../chat/completions 200"): kept at WARNING unless
 # the level is DEBUG.
 CHATTY_LOGGERS = ("httpx", "httpcore")
-_listener: logging.handlers.QueueListener | None = None
+_listener: PollingQueueListener | None = None
 
 
 def configure_logging(level: str) -> None:
@@ -83,8 +85,11 @@ def configure_logging(level: str) -> None:
 
     Records are handed to a queue on the calling thread and written to stderr
     by a listener thread, so the event loop never waits on a write to a slow
-    pipe (the access log is a line per request). The listener is stopped, and
-    what it holds written, at exit.
+    pipe (the access log is a line per request); the listener polls the queue
+    rather than being woken per record (proxy/logqueue.py). Records carry no
+    caller, thread or process fields (the format prints none; computing them
+    is most of a record's cost). The listener is stopped, and what it holds
+    written, at exit.
     """
     global _listener
     quiet_chatty_loggers(level)
@@ -96,9 +101,20 @@ def configure_logging(level: str) -> None:
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     root.addHandler(logging.handlers.QueueHandler(records))
     root.setLevel(level.upper())
-    _listener = logging.handlers.QueueListener(records, stderr)
+    skip_unused_record_fields()
+    _listener = PollingQueueListener(records, stderr)
     _listener.start()
     atexit.register(stop_logging)
+
+
+def skip_unused_record_fields() -> None:
+    """Make records without the fields :data:`LOG_FORMAT` does not print: the
+    caller's file and line (a stack walk per record), thread and process names
+    (the logging HOWTO's "Optimization" section names these switches)."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def stop_logging() -> None:

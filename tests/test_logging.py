@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import queue
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from proxy.logqueue import PollingQueueListener
 from proxy.mcp.tools import build_server
 from proxy.serving import configure_logging, stop_logging
 
@@ -46,9 +49,13 @@ def test_serve_logging_keeps_httpx_request_lines_out_of_info() -> None:
             logging.getLogger(name).setLevel(level)
 
 
+RECORD_SWITCHES = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+
+
 def test_serve_logging_writes_from_a_queue_thread_and_flushes_at_stop(capfd: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
+    saved_switches = {name: getattr(logging, name) for name in RECORD_SWITCHES}
     root.handlers = []
     try:
         configure_logging("info")
@@ -64,3 +71,28 @@ def test_serve_logging_writes_from_a_queue_thread_and_flushes_at_stop(capfd: pyt
         stop_logging()
         root.handlers = saved_handlers
         root.setLevel(saved_level)
+        for name, value in saved_switches.items():
+            setattr(logging, name, value)
+
+
+def test_the_polling_listener_writes_a_burst_in_order_without_being_stopped() -> None:
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    written: list[str] = []
+    seen = threading.Event()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            written.append(record.getMessage())
+            if len(written) == 50:
+                seen.set()
+
+    listener = PollingQueueListener(records, Collect())
+    listener.start()
+    try:
+        handler = logging.handlers.QueueHandler(records)
+        for n in range(50):
+            handler.handle(logging.LogRecord("memproxy.access", logging.INFO, __file__, 1, "line %d", (n,), None))
+        assert seen.wait(timeout=30)  # written while the listener runs, not only at stop
+        assert written == [f"line {n}" for n in range(50)]
+    finally:
+        listener.stop()

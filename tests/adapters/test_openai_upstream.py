@@ -93,3 +93,64 @@ def test_sse_lines_are_read_whatever_the_chunking_and_line_endings() -> None:
     assert [c["choices"][0]["delta"].get("content") for c in chunks] == ["café", None]
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert recorder.bodies[0]["stream"] is True
+
+
+class CookieSetter(Recorder):
+    """Answers like :class:`Recorder`, sets a cookie, and records each request's headers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headers: list[dict[str, str]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
+
+        async def send_with_cookie(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], (b"set-cookie", b"session=client-a; Path=/")]}
+            await send(message)
+
+        await super().__call__(scope, receive, send_with_cookie)
+
+
+def test_the_shared_pool_sends_no_cookie_an_upstream_set_for_another_call() -> None:
+    upstream_app = CookieSetter()
+
+    async def scenario(url: str) -> None:
+        upstream = OpenAIUpstream(UpstreamSettings(base_url=url))
+        try:
+            for n in range(2):
+                await upstream.chat({"model": "m", "messages": [{"role": "user", "content": f"call {n}"}]}, CTX)
+        finally:
+            await upstream.aclose()
+
+    with ServerThread(upstream_app) as server:
+        asyncio.run(scenario(f"{server.url}/v1"))
+    assert len(upstream_app.headers) == 2
+    assert "cookie" not in upstream_app.headers[1]  # the first call's Set-Cookie is not replayed
+
+
+def test_the_environment_proxy_is_used_and_no_proxy_is_honoured(monkeypatch: Any) -> None:
+    proxy_app = CookieSetter()  # stands in for the HTTP proxy: it answers whatever it is asked
+
+    async def scenario() -> dict[str, Any]:
+        # a host that does not resolve: only the proxy can answer for it
+        upstream = OpenAIUpstream(UpstreamSettings(base_url="http://upstream.invalid/v1"))
+        try:
+            return await upstream.chat({"model": "m", "messages": [{"role": "user", "content": "via proxy"}]}, CTX)
+        finally:
+            await upstream.aclose()
+
+    with ServerThread(proxy_app) as proxy:
+        host_port = proxy.url.removeprefix("http://")
+        monkeypatch.setenv("HTTP_PROXY", f"http://user:secret@{host_port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        answer = asyncio.run(scenario())
+        monkeypatch.setenv("NO_PROXY", "upstream.invalid")
+        bypassed = OpenAIUpstream(UpstreamSettings(base_url="http://upstream.invalid/v1"))
+    assert answer["echo"]["messages"][0]["content"] == "via proxy"
+    assert proxy_app.headers[0]["host"] == "upstream.invalid"
+    assert proxy_app.headers[0]["proxy-authorization"] == "Basic dXNlcjpzZWNyZXQ="  # user:secret
+    assert bypassed._proxy == {}  # NO_PROXY names the host: straight to it

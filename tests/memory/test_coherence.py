@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import memory.chroma_store as chroma_store
+from memory.coherence import SharedStore
 from memory.cube import Owner, Tier
 from memory.embedder import Embedder
 from memory.engine import MemoryEngine, MemoryPatch, NewMemory
@@ -229,6 +230,26 @@ def test_snapshot_and_delta_after_a_restart_equal_a_rebuild(embedder: Embedder, 
         await rebuilt.aclose()
         assert got == want
         assert got_again == want
+
+    asyncio.run(scenario())
+
+
+def test_the_embedded_store_logs_deletions_but_no_writes(embedder: Embedder, tmp_path: Path) -> None:
+    """No other process reads an embedded store's log, and every record is a Chroma add
+    that holds the GIL: writes are found by their stamp at a restore (the test above)."""
+
+    async def scenario() -> None:
+        engine = await _open(embedder, tmp_path)
+        try:
+            cubes = await engine.add(ALICE, [NewMemory(fact) for fact in FACTS])
+            await engine.delete(cubes[0].id)
+            store = engine.store
+            assert isinstance(store, SharedStore) and not store.log_writes
+            changes = await store.changes.since(0.0)
+        finally:
+            await engine.aclose()
+        assert [c.op for c in changes] == ["delete"]
+        assert changes[0].ids == (cubes[0].id,)
 
     asyncio.run(scenario())
 
