@@ -120,7 +120,7 @@ class JournalWriter:
         self._busy = False
         self.in_flight: list[Entry] = []  # every batch taken and not yet stored or given up
         self._committing: asyncio.Task[list[Entry]] | None = None  # the batch being stored (pipelined)
-        self._committing_ids: set[str] = set()
+        self._backoff = backoff_s  # the wait before the next retry (doubles while attempts fail)
         self._last_notified = 0.0  # when a turn was last journaled for this writer (it gathers while they come)
         self.admission = Admission(lambda: self.journal.depth)  # requests waiting for room in the backlog
         self.written = 0  # items stored
@@ -149,17 +149,13 @@ class JournalWriter:
         self.start()
 
     async def _run(self) -> None:
-        backoff = self._backoff_s
+        self._backoff = self._backoff_s
         try:
             while not self._closed:
                 self._wake.clear()
                 try:
                     self._busy = True
                     if await self._step():
-                        if self.failing:
-                            log.warning("memory writer recovered; %d item(s) still journaled", self.journal.depth)
-                        self.failing, self.last_error, self.failing_since = False, None, None
-                        backoff = self._backoff_s
                         if take_next_at_once(self._waiting(), self._linger_s):
                             continue
                     else:
@@ -176,12 +172,12 @@ class JournalWriter:
                     self.failing = True
                     log.warning(
                         "memory writer could not store %d item(s) (%s); kept in the journal, retrying in %.1f s",
-                        count, self.last_error, backoff,
+                        count, self.last_error, self._backoff,
                     )
                     self.in_flight = []
                     self._busy = False
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self._max_backoff_s)
+                    await asyncio.sleep(self._backoff)
+                    self._backoff = min(self._backoff * 2, self._max_backoff_s)
                     continue
                 finally:
                     self._busy = False
@@ -257,8 +253,13 @@ class JournalWriter:
             self._wake.set()  # seen to now (reported, retried), not at the next turn
 
     def _count(self, stored: list[Entry]) -> None:
+        """A batch was stored (what of it was still wanted): count it; the writer is not failing."""
         self.admission.stored(len(stored))
         self.written += len(stored)
+        if self.failing:
+            log.warning("memory writer recovered; %d item(s) still journaled", self.journal.depth)
+        self.failing, self.last_error, self.failing_since = False, None, None
+        self._backoff = self._backoff_s
 
     async def _drop_committing(self) -> None:
         """Let the batch being stored end (never cancelled midway: a cancelled store

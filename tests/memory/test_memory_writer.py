@@ -178,3 +178,35 @@ def test_a_backlog_is_taken_at_once_and_a_writer_without_linger_never_waits() ->
     assert take_next_at_once(GATHER_BATCH, 0.1)
     assert not take_next_at_once(GATHER_BATCH - 1, 0.1)
     assert take_next_at_once(0, 0.0)
+
+
+def test_a_pipelined_writer_stays_failing_until_a_batch_is_stored(open_engine: EngineFactory) -> None:
+    """Embedding a batch again is not a recovery: only a stored batch clears ``failing``."""
+
+    async def scenario() -> None:
+        engine = await open_engine(write_linger_ms=0, write_pipeline=True)
+        engine.writer._backoff_s = engine.writer._max_backoff_s = 0.02
+        real_add = engine.store.add
+
+        seen: list[bool] = []  # at each retry's store: still failing?
+
+        async def broken(cubes: Any, embeddings: Any) -> None:
+            if engine.writer.failed:
+                seen.append(engine.writer.failing)
+            raise StoreUnavailable("the memory store failed: disk full (injected)")
+
+        engine.store.add = broken  # type: ignore[method-assign]
+        await engine.remember(ALICE, "I play the oboe.", "Nice.", PROV)
+        deadline = time.monotonic() + 30
+        while engine.writer.failed < 3:  # several retries, each embedding the batch again
+            assert time.monotonic() < deadline, "the writer did not retry"
+            await asyncio.sleep(0.005)
+        assert seen and all(seen)
+        assert await engine.remember(ALICE, "I also sing.", "Lovely.", PROV) == "degraded"
+        engine.store.add = real_add  # type: ignore[method-assign]
+        while engine.writer.failing or engine.journal.depth > 0:
+            assert time.monotonic() < deadline + 30, "the writer never recovered"
+            await asyncio.sleep(0.02)
+        assert len((await engine.list("alice")).items) == 2
+
+    open_engine.run(scenario())
