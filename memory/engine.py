@@ -24,6 +24,7 @@ import numpy as np
 from memory.blas import single_threaded_blas
 from memory.candidates import ANN_MIN_MEMORIES, DENSE_CANDIDATES
 from memory.changelog import ChangeLog
+from memory.chroma_child import child_process
 from memory.chroma_store import ChromaStore
 from memory.codec import from_record, to_metadata
 from memory.coherence import Coherence, SharedStore
@@ -269,7 +270,7 @@ class MemoryEngine:
             inner = ChromaStore.remote(settings.chroma_url)
         else:
             path = Path(settings.chroma_path) if settings.chroma_path else Path(data_dir) / "chroma"
-            inner = ChromaStore.embedded(path)
+            inner = await ChromaStore.child(path) if child_process(settings.chroma_process) else ChromaStore.embedded(path)
         # changes are logged for other processes sharing a server and for snapshot restores
         # (the embedded store logs deletions only: restores read its writes by their stamp)
         changes = ChangeLog(inner)
