@@ -43,6 +43,7 @@ from memory.packrecall import PackSource, with_pack_hits
 from memory.profile import EMPTY as EMPTY_PROFILE
 from memory.profile import Profile, build_profile, without_superseded
 from memory.querybatch import QueryBatcher
+from memory.quiet import Activity
 from memory.recall import (
     DATES_KEY,
     Candidate,
@@ -242,6 +243,7 @@ class MemoryEngine:
         self.snapshots: Snapshots | None = None  # per-owner index snapshots (memory/snapshot.py)
         self._synced: dict[str, float] = {}  # user -> wall time its index last read the store
         self._background: set[asyncio.Task[Any]] = set()
+        self.activity = Activity()  # searches in flight: background saves step aside (memory/quiet.py)
         self.recalls = RecallLog(settings.scheduler.window_requests)
         self.scheduler = MemScheduler(self, settings.scheduler)
         # optional LLM fact extraction after each stored turn; None (no LLM call ever) by default
@@ -290,6 +292,7 @@ class MemoryEngine:
                 engine._pool,
                 skew_s=settings.coherence.clock_skew_ms / 1000,
                 interval_s=settings.snapshot.interval_s,
+                pause=engine.activity.pause,
             )
             store.listeners.append(engine.snapshots.mark)
             engine.snapshots.start(engine.save_snapshots)
@@ -363,9 +366,9 @@ class MemoryEngine:
         if self._local and active_with_vectors is not None:
             cubes, vectors = await active_with_vectors(user)
             self._note_synced(user, began)
-            if self.snapshots is not None:  # the next restart loads this instead (saved now, else at close)
+            if self.snapshots is not None:  # the next restart loads this instead (saved soon, else at close)
                 self.snapshots.mark(owner_key(user))
-                self._spawn(self._save_snapshot(user), "memproxy-snapshot")
+                self._spawn(self._save_snapshot_when_quiet(user), "memproxy-snapshot")
             return cubes, vectors
         return await self.store.all_active(user), None
 
@@ -407,6 +410,12 @@ class MemoryEngine:
         except (OSError, MemoryEngineError) as exc:
             log.warning("saving the index snapshot of an owner failed: %s", exc)
             return False
+
+    async def _save_snapshot_when_quiet(self, user: str) -> bool:
+        """Save a freshly built owner once searches pause (its first searches come right
+        after the build and would share the GIL with the save: memory/quiet.py)."""
+        await self.activity.quiet()
+        return await self._save_snapshot(user)
 
     async def save_snapshots(self, *, everyone: bool = False) -> int:
         """Save the held owners changed since their snapshot (all held owners with ``everyone``)."""
@@ -510,6 +519,19 @@ class MemoryEngine:
         trace: RecallTrace | None = None,
     ) -> RecallResult:
         """``trace``: filled with what the ranking did to each candidate (memory/explain.py); nothing else changes."""
+        with self.activity.search():
+            return await self._search(user, query, token_budget, limit, record, now, trace)
+
+    async def _search(
+        self,
+        user: str,
+        query: str,
+        token_budget: int | None,
+        limit: int | None,
+        record: bool,
+        now: datetime | None,
+        trace: RecallTrace | None,
+    ) -> RecallResult:
         budget = self.settings.token_budget if token_budget is None else token_budget
         max_items = self.settings.max_items if limit is None else limit
         if not query or not query.strip() or budget <= 0 or max_items <= 0:
