@@ -50,7 +50,7 @@ class Activity:
             idle = 0.0 if self.running else now - self.last_end
             if idle >= for_s:
                 return
-            await asyncio.sleep(min(for_s - idle, deadline - now))
+            await asyncio.sleep(max(PAUSE_STEP_S, min(for_s - idle, deadline - now)))
 
     def pause(self, at_most_s: float = MAX_PAUSE_S) -> None:
         """Block the calling (pool) thread while a search runs, up to ``at_most_s``."""
