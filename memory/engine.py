@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import hashlib
 import logging
 import time
@@ -430,7 +431,8 @@ class MemoryEngine:
             await self._lexical.read(index, _prime_all)
             return
         await self.activity.quiet()
-        while self._lexical.holds(user) and not await self._lexical.read(index, _prime_slice):
+        step = functools.partial(_prime_slice, stop=self.activity.busy)  # a search that starts ends the slice
+        while self._lexical.holds(user) and not await self._lexical.read(index, step):
             await self.activity.quiet(0.0)
 
     async def _save_snapshot_when_quiet(self, user: str) -> bool:
@@ -1015,10 +1017,12 @@ class MemoryEngine:
             self.embedder.close()
 
 
-def _prime_slice(ix: OwnerIndex) -> bool:
+def _prime_slice(ix: OwnerIndex, stop: Callable[[], bool] = lambda: False) -> bool:
     """One slice of :meth:`PostingArrays.prime <memory.postings.PostingArrays.prime>`; True when done."""
     view = ix.view()
-    return view is None or view.postings.prime(ix.bm25, view)
+    done = view is None or view.postings.prime(ix.bm25, view, stop=stop)
+    settle()  # what it built lives as long as the owner: out of full collections (memory/longlived.py)
+    return done
 
 
 def _prime_all(ix: OwnerIndex) -> None:

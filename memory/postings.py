@@ -19,7 +19,7 @@ equal, not close.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 PRIME_OWNER_MIN = 10_000  # owners this large get their common terms' arrays built ahead (memory/engine.py)
 PRIME_MIN_DOCUMENTS = 64  # rarer terms build their arrays on first query (~tens of µs)
-PRIME_SLICE = 50_000  # postings per prime() call (~10-20 ms at 100k memories)
+PRIME_SLICE = 10_000  # postings per prime() call (a few ms)
 
 
 @dataclass(slots=True)
@@ -57,7 +57,9 @@ class PostingArrays:
         self._terms.clear()
         self._unprimed = None
 
-    def prime(self, bm25: BM25Index, view: OwnerView, budget: int = PRIME_SLICE) -> bool:
+    def prime(
+        self, bm25: BM25Index, view: OwnerView, budget: int = PRIME_SLICE, stop: Callable[[], bool] = lambda: False
+    ) -> bool:
         """Build the arrays of the index's common terms ahead of their first query, about
         ``budget`` postings per call; True once every term was looked at.
 
@@ -65,7 +67,7 @@ class PostingArrays:
         it: several ms at 100,000 memories, the slow first searches of a fresh process).
         Terms in fewer than :data:`PRIME_MIN_DOCUMENTS` memories are left to their first
         query (cheap then). Arrays built here are what :meth:`scores` would build: they
-        follow later changes the same way."""
+        follow later changes the same way. ``stop()`` true ends the call early (between terms)."""
         if bm25 is not self._bm25:
             self._terms.clear()
             self._bm25 = bm25
@@ -73,7 +75,7 @@ class PostingArrays:
         if self._unprimed is None:
             self._unprimed = bm25.vocabulary()
         done = 0
-        while self._unprimed and done < budget:
+        while self._unprimed and done < budget and not stop():
             term = self._unprimed.pop()
             size = len(bm25.postings(term))
             done += size + 1

@@ -73,6 +73,8 @@ def test_primed_arrays_score_as_the_index_through_changes(monkeypatch) -> None: 
     index = _owner(400)
     view = index.view()
     assert view is not None
+    assert not view.postings.prime(index.bm25, view, stop=lambda: True)  # a search started: nothing done
+    assert not view.postings._terms
     slices = 0
     while not view.postings.prime(index.bm25, view, budget=50):  # a slice at a time
         slices += 1
