@@ -418,7 +418,8 @@ class MemoryEngine:
     async def _prime(self, user: str, *, at_once: bool) -> None:
         """Build the BM25 arrays of a large owner's common terms ahead of their first query
         (memory/postings.py). ``at_once``: right after a rebuild from the store, in one job
-        before the search that waits for the rebuild ranks (seconds at 100k: it adds ~1 s);
+        before the search that waits for the rebuild ranks (~1-3 s more on a 20-40 s
+        rebuild at 100k: `memproxy bench scale --sizes 100000`, docs/benchmarks.md);
         else (a snapshot restore, whose first search must stay fast) once searches pause,
         a slice at a time between them (memory/quiet.py)."""
         try:

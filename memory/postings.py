@@ -64,7 +64,8 @@ class PostingArrays:
         ``budget`` postings per call; True once every term was looked at.
 
         A common term's first query paid for its arrays (a Python step per memory holding
-        it: several ms at 100,000 memories, the slow first searches of a fresh process).
+        it: 1-13 ms a term at 100,000 memories, the slow first searches of a fresh process;
+        `memproxy bench scale --sizes 100000`, docs/benchmarks.md).
         Terms in fewer than :data:`PRIME_MIN_DOCUMENTS` memories are left to their first
         query (cheap then). Arrays built here are what :meth:`scores` would build: they
         follow later changes the same way. ``stop()`` true ends the call early (between terms)."""

@@ -14,7 +14,7 @@ not read at all. A snapshot older than the log keeps write records
 (``_w``), and one older than the tombstones (``TOMBSTONE_RETENTION_S``)
 compares the owner's ids with the store's.
 
-Saved: soon after an owner is built from the store, every ``interval_s``
+Saved: once searches pause after an owner is built from the store (memory/quiet.py), every ``interval_s``
 for owners changed since their last save, and at shutdown. Forgetting a
 user deletes their snapshot. The files are trusted like the rest of the
 data directory (the journal): they are pickles, never read from elsewhere.
