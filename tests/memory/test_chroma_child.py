@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -10,8 +11,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
+from memory.chroma_child import ChromaChild
 from memory.cube import Owner
 from memory.engine import NewMemory
+from memory.errors import StoreUnavailable
 from tests.memory.memory_helpers import EngineFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,5 +83,26 @@ def test_the_child_does_not_outlive_a_killed_proxy(tmp_path: Path) -> None:
         while _alive(child_pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _alive(child_pid), "chroma outlived the process that started it"
+
+        async def restart() -> None:  # the folder's lock went with them: a new proxy starts at once
+            child = await ChromaChild.start(tmp_path / "chroma", timeout_s=10)
+            await child.stop()
+
+        asyncio.run(restart())
     finally:
         holder.kill()
+
+
+def test_one_folder_never_has_two_children(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        first = await ChromaChild.start(tmp_path / "chroma")
+        try:
+            with pytest.raises(StoreUnavailable, match="in use by another process"):
+                await ChromaChild.start(tmp_path / "chroma", timeout_s=0.5)
+        finally:
+            await first.stop()
+        second = await ChromaChild.start(tmp_path / "chroma")  # free again once the first has stopped
+        await second.stop()
+        await second.stop()  # idempotent
+
+    asyncio.run(scenario())
