@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -31,6 +31,9 @@ from memory.codec import from_record, to_metadata
 from memory.cube import MemCube, State, owner_key, owner_key_of_id
 from memory.errors import MemoryEngineError, StoreUnavailable
 from memory.longlived import settle
+
+if TYPE_CHECKING:
+    from memory.chroma_child import ChromaChild
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +165,7 @@ class ChromaStore:
         self._listable: set[str] = set()  # owner keys whose rows all carry ``_id_ms``
         # in-process store: nobody else writes it, so callers may cache its vectors
         self.local = False
+        self._child: ChromaChild | None = None  # a private server this store stops at close
 
     @classmethod
     def embedded(cls, path: Path) -> ChromaStore:
@@ -172,6 +176,17 @@ class ChromaStore:
     @classmethod
     def remote(cls, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> ChromaStore:
         return cls(lambda: http_client(url, timeout_s), timeout_s=timeout_s)
+
+    @classmethod
+    async def child(cls, path: Path) -> ChromaStore:
+        """The embedded store run as a private child process (:mod:`memory.chroma_child`)."""
+        from memory.chroma_child import ChromaChild
+
+        child = await ChromaChild.start(path)
+        store = cls.remote(child.url)
+        store.local = True  # this process is its only writer, as embedded
+        store._child = child
+        return store
 
     # -- plumbing -----------------------------------------------------------
 
@@ -656,3 +671,5 @@ class ChromaStore:
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._child is not None:
+            await self._child.stop()

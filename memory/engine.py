@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import hashlib
 import logging
 import time
@@ -24,6 +25,7 @@ import numpy as np
 from memory.blas import single_threaded_blas
 from memory.candidates import ANN_MIN_MEMORIES, DENSE_CANDIDATES
 from memory.changelog import ChangeLog
+from memory.chroma_child import child_process
 from memory.chroma_store import ChromaStore
 from memory.codec import from_record, to_metadata
 from memory.coherence import Coherence, SharedStore
@@ -40,9 +42,11 @@ from memory.limits import check_batch, check_content, check_metadata, clip_conte
 from memory.longlived import settle
 from memory.pack_owner import is_pack_owner
 from memory.packrecall import PackSource, with_pack_hits
+from memory.postings import PRIME_OWNER_MIN
 from memory.profile import EMPTY as EMPTY_PROFILE
 from memory.profile import Profile, build_profile, without_superseded
 from memory.querybatch import QueryBatcher
+from memory.quiet import Activity
 from memory.recall import (
     DATES_KEY,
     Candidate,
@@ -247,6 +251,7 @@ class MemoryEngine:
         self.snapshots: Snapshots | None = None  # per-owner index snapshots (memory/snapshot.py)
         self._synced: dict[str, float] = {}  # user -> wall time its index last read the store
         self._background: set[asyncio.Task[Any]] = set()
+        self.activity = Activity()  # searches in flight: background saves step aside (memory/quiet.py)
         self.recalls = RecallLog(settings.scheduler.window_requests)
         self.scheduler = MemScheduler(self, settings.scheduler)
         # optional LLM fact extraction after each stored turn; None (no LLM call ever) by default
@@ -274,7 +279,7 @@ class MemoryEngine:
             inner = ChromaStore.remote(settings.chroma_url)
         else:
             path = Path(settings.chroma_path) if settings.chroma_path else Path(data_dir) / "chroma"
-            inner = ChromaStore.embedded(path)
+            inner = await ChromaStore.child(path) if child_process(settings.chroma_process) else ChromaStore.embedded(path)
         # changes are logged for other processes sharing a server and for snapshot restores
         # (the embedded store logs deletions only: restores read its writes by their stamp)
         changes = ChangeLog(inner)
@@ -296,6 +301,7 @@ class MemoryEngine:
                 engine._pool,
                 skew_s=settings.coherence.clock_skew_ms / 1000,
                 interval_s=settings.snapshot.interval_s,
+                pause=engine.activity.pause,
             )
             store.listeners.append(engine.snapshots.mark)
             engine.snapshots.start(engine.save_snapshots)
@@ -360,6 +366,7 @@ class MemoryEngine:
         if self.snapshots is not None:
             restored = await self.snapshots.restore(user)
             if restored is not None:
+                self._spawn(self._prime(user, at_once=False), "memproxy-prime")
                 self._note_synced(user, restored.began)
                 if restored.changed or restored.deleted:  # saved again with the delta folded in
                     self.snapshots.mark(owner_key(user))
@@ -369,9 +376,10 @@ class MemoryEngine:
         if self._local and active_with_vectors is not None:
             cubes, vectors = await active_with_vectors(user)
             self._note_synced(user, began)
-            if self.snapshots is not None:  # the next restart loads this instead (saved now, else at close)
+            self._spawn(self._prime(user, at_once=True), "memproxy-prime")
+            if self.snapshots is not None:  # the next restart loads this instead (saved soon, else at close)
                 self.snapshots.mark(owner_key(user))
-                self._spawn(self._save_snapshot(user), "memproxy-snapshot")
+                self._spawn(self._save_snapshot_when_quiet(user), "memproxy-snapshot")
             return cubes, vectors
         return await self.store.all_active(user), None
 
@@ -413,6 +421,33 @@ class MemoryEngine:
         except (OSError, MemoryEngineError) as exc:
             log.warning("saving the index snapshot of an owner failed: %s", exc)
             return False
+
+    async def _prime(self, user: str, *, at_once: bool) -> None:
+        """Build the BM25 arrays of a large owner's common terms ahead of their first query
+        (memory/postings.py). ``at_once``: right after a rebuild from the store, in one job
+        before the search that waits for the rebuild ranks (~1-3 s more on a 20-40 s
+        rebuild at 100k: `memproxy bench scale --sizes 100000`, docs/benchmarks.md);
+        else (a snapshot restore, whose first search must stay fast) once searches pause,
+        a slice at a time between them (memory/quiet.py)."""
+        try:
+            index = await self._lexical.index(user)
+        except MemoryEngineError:
+            return  # the search that loads it reports the failure
+        if len(index) < PRIME_OWNER_MIN:
+            return
+        if at_once:
+            await self._lexical.read(index, _prime_all)
+            return
+        await self.activity.quiet()
+        step = functools.partial(_prime_slice, stop=self.activity.busy)  # a search that starts ends the slice
+        while self._lexical.holds(user) and not await self._lexical.read(index, step):
+            await self.activity.quiet(0.0)
+
+    async def _save_snapshot_when_quiet(self, user: str) -> bool:
+        """Save a freshly built owner once searches pause (its first searches come right
+        after the build and would share the GIL with the save: memory/quiet.py)."""
+        await self.activity.quiet()
+        return await self._save_snapshot(user)
 
     async def save_snapshots(self, *, everyone: bool = False) -> int:
         """Save the held owners changed since their snapshot (all held owners with ``everyone``)."""
@@ -516,6 +551,19 @@ class MemoryEngine:
         trace: RecallTrace | None = None,
     ) -> RecallResult:
         """``trace``: filled with what the ranking did to each candidate (memory/explain.py); nothing else changes."""
+        with self.activity.search():
+            return await self._search(user, query, token_budget, limit, record, now, trace)
+
+    async def _search(
+        self,
+        user: str,
+        query: str,
+        token_budget: int | None,
+        limit: int | None,
+        record: bool,
+        now: datetime | None,
+        trace: RecallTrace | None,
+    ) -> RecallResult:
         budget = self.settings.token_budget if token_budget is None else token_budget
         max_items = self.settings.max_items if limit is None else limit
         if not query or not query.strip() or budget <= 0 or max_items <= 0:
@@ -984,6 +1032,19 @@ class MemoryEngine:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._owns_embedder:
             self.embedder.close()
+
+
+def _prime_slice(ix: OwnerIndex, stop: Callable[[], bool] = lambda: False) -> bool:
+    """One slice of :meth:`PostingArrays.prime <memory.postings.PostingArrays.prime>`; True when done."""
+    view = ix.view()
+    done = view is None or view.postings.prime(ix.bm25, view, stop=stop)
+    settle()  # what it built lives as long as the owner: out of full collections (memory/longlived.py)
+    return done
+
+
+def _prime_all(ix: OwnerIndex) -> None:
+    while not _prime_slice(ix):
+        pass
 
 
 def _record(cube: MemCube) -> dict[str, Any]:

@@ -124,6 +124,10 @@ class BM25Index:
         """The documents holding ``term``, with its frequency in each."""
         return self._postings.get(term, {})
 
+    def vocabulary(self) -> list[str]:
+        """Every indexed term (their postings are not read)."""
+        return list(dict.keys(self._postings))
+
     def length(self, doc_id: str) -> int:
         """The document's length in index terms."""
         return self._lengths[doc_id]

@@ -19,7 +19,7 @@ equal, not close.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,10 @@ from memory.lexical import BM25Index, tokenize
 
 if TYPE_CHECKING:
     from memory.view import OwnerView
+
+PRIME_OWNER_MIN = 10_000  # owners this large get their common terms' arrays built ahead (memory/engine.py)
+PRIME_MIN_DOCUMENTS = 64  # rarer terms build their arrays on first query (~tens of µs)
+PRIME_SLICE = 10_000  # postings per prime() call (a few ms)
 
 
 @dataclass(slots=True)
@@ -46,10 +50,39 @@ class PostingArrays:
     def __init__(self) -> None:
         self._terms: dict[str, _Term] = {}
         self._bm25: BM25Index | None = None
+        self._unprimed: list[str] | None = None  # terms :meth:`prime` has yet to look at
 
     def clear(self) -> None:
         """Forget every term (the view's rows moved)."""
         self._terms.clear()
+        self._unprimed = None
+
+    def prime(
+        self, bm25: BM25Index, view: OwnerView, budget: int = PRIME_SLICE, stop: Callable[[], bool] = lambda: False
+    ) -> bool:
+        """Build the arrays of the index's common terms ahead of their first query, about
+        ``budget`` postings per call; True once every term was looked at.
+
+        A common term's first query paid for its arrays (a Python step per memory holding
+        it: 1-13 ms a term at 100,000 memories, the slow first searches of a fresh process;
+        `memproxy bench scale --sizes 100000`, docs/benchmarks.md).
+        Terms in fewer than :data:`PRIME_MIN_DOCUMENTS` memories are left to their first
+        query (cheap then). Arrays built here are what :meth:`scores` would build: they
+        follow later changes the same way. ``stop()`` true ends the call early (between terms)."""
+        if bm25 is not self._bm25:
+            self._terms.clear()
+            self._bm25 = bm25
+            self._unprimed = None
+        if self._unprimed is None:
+            self._unprimed = bm25.vocabulary()
+        done = 0
+        while self._unprimed and done < budget and not stop():
+            term = self._unprimed.pop()
+            size = len(bm25.postings(term))
+            done += size + 1
+            if size >= PRIME_MIN_DOCUMENTS and term not in self._terms:
+                self._postings(bm25, view, term)
+        return not self._unprimed
 
     def scores(self, bm25: BM25Index, view: OwnerView, query: str) -> np.ndarray:
         """Normalised BM25 of every view row (0.0 where no term matches): ``bm25.scores(query)`` by position."""

@@ -104,6 +104,9 @@ class MemorySettings(BaseModel):
     store: Literal["chroma"] = "chroma"
     chroma_path: str | None = None  # default: <data_dir>/chroma
     chroma_url: str | None = None  # a Chroma server (``chroma run``) instead of the embedded store
+    # without chroma_url: the store in this process (inline) or a private ``chroma run`` child
+    # (memory/chroma_child.py); auto: child on Linux (where it dies with the proxy), else inline
+    chroma_process: Literal["auto", "inline", "child"] = "auto"
     write_queue_size: int = 256  # journaled turns waiting for the writer before new replies wait (backpressure)
     write_backpressure_ms: int = 2_000  # longest a reply waits for room; then journaled anyway, reported degraded
     write_linger_ms: int = 100

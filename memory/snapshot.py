@@ -15,7 +15,7 @@ both read the rows written since by their write stamp
 (``_w``), and one older than the tombstones (``TOMBSTONE_RETENTION_S``)
 compares the owner's ids with the store's.
 
-Saved: soon after an owner is built from the store, every ``interval_s``
+Saved: once searches pause after an owner is built from the store (memory/quiet.py), every ``interval_s``
 for owners changed since their last save, and at shutdown. Forgetting a
 user deletes their snapshot. The files are trusted like the rest of the
 data directory (the journal): they are pickles, never read from elsewhere.
@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import pickle
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
@@ -119,8 +120,13 @@ class Snapshots:
         *,
         skew_s: float,
         interval_s: float,
+        pause: Callable[[], None] = lambda: None,
     ) -> None:
+        """``pause``: called by the saving thread between slices of its work (blocks while
+        searches run, a bounded time: memory/quiet.py)."""
         self.folder = Path(folder)
+        self._pause = pause
+        self._writing = threading.Lock()  # one save at a time (a cancelled save's thread may still run)
         self._store = store
         self._changes = changes
         self._pool = pool
@@ -200,13 +206,19 @@ class Snapshots:
         return saved
 
     def _write(self, user: str, index: OwnerIndex, watermark: Callable[[], float]) -> bool:
+        with self._writing:
+            return self._write_one(user, index, watermark)
+
+    def _write_one(self, user: str, index: OwnerIndex, watermark: Callable[[], float]) -> bool:
+        self._pause()
         with index.lock:  # held for copies only (recall of this owner waits meanwhile)
             index.sync()
             mark = watermark()
             state = index.state()
             if state is None:
                 return False
-        blob = pickle.dumps(encoded(state), protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps(encoded(state, self._pause), protocol=pickle.HIGHEST_PROTOCOL)
+        self._pause()
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path(user)
         header = json.dumps({"format": FORMAT, "user": user, "watermark": mark, "memories": len(index)})
@@ -368,16 +380,30 @@ def saved_bm25(bm25: BM25Index) -> dict[str, Any]:
     }
 
 
-def encoded(state: dict[str, Any]) -> dict[str, Any]:
+ENCODE_SLICE = 2000  # values encoded between two calls of ``pause``
+
+
+def encoded(state: dict[str, Any], pause: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """A state copy as saved: each term's postings, each memory's terms and each memory
-    pickled apart (a search unpickles only what it reads); outside the owner's lock."""
+    pickled apart (a search unpickles only what it reads); outside the owner's lock.
+    ``pause`` is called every :data:`ENCODE_SLICE` values (a saver stepping aside for searches)."""
     bm25 = dict(state["bm25"])
-    bm25["postings"] = {t: _pickled(v) for t, v in bm25["postings"].items()}
-    bm25["terms"] = {d: _pickled(v) for d, v in bm25["terms"].items()}
+    bm25["postings"] = _sliced(bm25["postings"], _pickled, pause)
+    bm25["terms"] = _sliced(bm25["terms"], _pickled, pause)
     view = state["view"]
-    view.cubes = LazyCubeList([_row(v) for v in view.cubes])
+    view.cubes = LazyCubeList(_sliced(dict(enumerate(list.__iter__(view.cubes))), _row, pause).values())
     disclosed = {i: _pickled(v) for i, v in state["disclosed"].items()}
     return {**state, "bm25": bm25, "view": view, "disclosed": disclosed}
+
+
+def _sliced(values: dict[Any, Any], fn: Callable[[Any], Any], pause: Callable[[], None]) -> dict[Any, Any]:
+    """``{k: fn(v)}`` with ``pause()`` between slices."""
+    out: dict[Any, Any] = {}
+    for n, (key, value) in enumerate(values.items()):
+        if n % ENCODE_SLICE == ENCODE_SLICE - 1:
+            pause()
+        out[key] = fn(value)
+    return out
 
 
 def restored_bm25(state: dict[str, Any]) -> BM25Index:

@@ -64,3 +64,43 @@ def test_arrays_after_a_snapshot_restore() -> None:
     restored = OwnerIndex()
     restored.restore(pickle.loads(pickle.dumps(encoded(state))))
     _check(restored)
+
+
+def test_primed_arrays_score_as_the_index_through_changes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import memory.postings as postings
+
+    monkeypatch.setattr(postings, "PRIME_MIN_DOCUMENTS", 2)  # prime most terms of a small owner
+    index = _owner(400)
+    view = index.view()
+    assert view is not None
+    assert not view.postings.prime(index.bm25, view, stop=lambda: True)  # a search started: nothing done
+    assert not view.postings._terms
+    slices = 0
+    while not view.postings.prime(index.bm25, view, budget=50):  # a slice at a time
+        slices += 1
+    assert slices > 1
+    primed = set(view.postings._terms)
+    assert primed and all(index.bm25.document_frequency(t) >= 2 for t in primed)
+    _check(index)  # primed terms score exactly as BM25Index.scores
+    vector = np.ones(24, dtype=np.float32) / np.sqrt(24)
+    term = next(iter(primed))
+    index.upsert(MemCube(id="mem_90000", owner=Owner("u"), content=f"{term} {term} pottery"), vector)
+    index.upsert(index.cubes["mem_00005"].evolve(content=f"{term} river", version=2), vector)
+    _check(index)  # after changes to primed terms' postings
+    index.remove("mem_00020")  # rows move: primed arrays are dropped, rebuilt on demand
+    assert not view.postings._terms
+    assert not view.postings.prime(index.bm25, view, budget=10)  # priming starts over
+    _check(index)
+
+
+def test_priming_after_a_snapshot_restore() -> None:
+    index = _owner(300)
+    state = index.state()
+    assert state is not None
+    restored = OwnerIndex()
+    restored.restore(pickle.loads(pickle.dumps(encoded(state))))
+    view = restored.view()
+    assert view is not None
+    while not view.postings.prime(restored.bm25, view):
+        pass
+    _check(restored)
