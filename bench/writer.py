@@ -57,7 +57,7 @@ async def _drain(embedder: Any, owners: int, rounds: int, batch: int, pipeline: 
     from memory.engine import MemoryEngine
     from memory.settings import MemorySettings
 
-    settings = MemorySettings(write_pipeline=pipeline)
+    settings = MemorySettings(write_pipeline="on" if pipeline else "off")
     with tempfile.TemporaryDirectory(prefix="memproxy-writer-") as tmp:
         engine = await MemoryEngine.open(settings, Path(tmp), embedder=embedder)
         try:

@@ -166,11 +166,14 @@ class ChromaStore:
         # in-process store: nobody else writes it, so callers may cache its vectors
         self.local = False
         self._child: ChromaChild | None = None  # a private server this store stops at close
+        # Chroma runs in this process (its add holds the GIL for the whole call: memory.write_pipeline)
+        self.in_process = False
 
     @classmethod
     def embedded(cls, path: Path) -> ChromaStore:
         store = cls(lambda: embedded_client(path))
         store.local = True
+        store.in_process = True
         return store
 
     @classmethod

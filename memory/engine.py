@@ -147,6 +147,16 @@ def core_version(cubes: Sequence[MemCube]) -> str:
     return h.hexdigest()[:16]
 
 
+def pipelined(setting: str, store: MemoryStore) -> bool:
+    """``memory.write_pipeline``: ``auto`` pipelines the writer unless Chroma runs in this
+    process, where its add holds the GIL and a store overlapping the next embedding took the
+    CPU from recalls (`memproxy bench load`: ok share down in 3 of 3 pairs inline, up in 2 of
+    2 with the child store; docs/benchmarks.md)."""
+    if setting == "auto":
+        return not bool(getattr(store, "in_process", False))
+    return setting == "on"
+
+
 def _content(text: str | None) -> str:
     if not isinstance(text, str) or not text.strip():
         raise InvalidMemory("Memory content must be a non-empty string.", param="content")
@@ -239,7 +249,7 @@ class MemoryEngine:
         # memory.write_pipeline: one batch is embedded while the one before it is stored (memory/writer.py)
         stages = Stages(self._embed_entries, self._write_entries)
         self.writer = JournalWriter(
-            self.journal, stages if settings.write_pipeline else stages.__call__,
+            self.journal, stages if pipelined(settings.write_pipeline, store) else stages.__call__,
             linger_s=settings.write_linger_ms / 1000,
         )
         self._generation: dict[str, int] = {}  # user -> times forgotten (a write racing a forget is undone)

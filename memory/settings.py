@@ -110,7 +110,8 @@ class MemorySettings(BaseModel):
     write_queue_size: int = 256  # journaled turns waiting for the writer before new replies wait (backpressure)
     write_backpressure_ms: int = 2_000  # longest a reply waits for room; then journaled anyway, reported degraded
     write_linger_ms: int = 100
-    write_pipeline: bool = False  # embed the next batch while one is stored (memory/writer.py Stages)
+    # embed the next batch while one is stored (memory/writer.py Stages); auto: on unless Chroma runs in this process
+    write_pipeline: Literal["auto", "on", "off"] = "auto"
     core_token_budget: int = 1024  # most tokens (cl100k) of core memories injected on every request
     profile_token_budget: int = Field(default=384, ge=0)  # the user's self-disclosures injected with the core block; 0: off
     index_cache_memories: int = 500_000  # memories kept in the in-process recall indexes, over all owners

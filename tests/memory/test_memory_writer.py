@@ -57,7 +57,7 @@ def test_remember_turn_strips_block_and_flush_waits(open_engine: EngineFactory) 
 
 def test_the_writer_embeds_the_next_batch_while_one_is_being_stored(open_engine: EngineFactory) -> None:
     async def scenario() -> None:
-        engine = await open_engine(write_linger_ms=0, write_pipeline=True)
+        engine = await open_engine(write_linger_ms=0, write_pipeline="on")
         stored_open = asyncio.Event()
         adds: list[list[str]] = []
         embedded: list[list[str]] = []
@@ -106,7 +106,7 @@ def test_the_writer_embeds_the_next_batch_while_one_is_being_stored(open_engine:
 
 def test_a_pipelined_writer_retries_failed_batches_and_stores_each_turn_once(open_engine: EngineFactory) -> None:
     async def scenario() -> None:
-        engine = await open_engine(write_linger_ms=0, write_pipeline=True)
+        engine = await open_engine(write_linger_ms=0, write_pipeline="on")
         engine.writer._backoff_s = 0.05
         failures = [2]
         real_add = engine.store.add
@@ -184,7 +184,7 @@ def test_a_pipelined_writer_stays_failing_until_a_batch_is_stored(open_engine: E
     """Embedding a batch again is not a recovery: only a stored batch clears ``failing``."""
 
     async def scenario() -> None:
-        engine = await open_engine(write_linger_ms=0, write_pipeline=True)
+        engine = await open_engine(write_linger_ms=0, write_pipeline="on")
         engine.writer._backoff_s = engine.writer._max_backoff_s = 0.02
         real_add = engine.store.add
 
@@ -210,3 +210,13 @@ def test_a_pipelined_writer_stays_failing_until_a_batch_is_stored(open_engine: E
         assert len((await engine.list("alice")).items) == 2
 
     open_engine.run(scenario())
+
+
+def test_write_pipeline_auto_is_on_unless_chroma_runs_in_this_process(tmp_path: Path) -> None:
+    from memory.chroma_store import ChromaStore
+    from memory.engine import pipelined
+
+    inline = ChromaStore.embedded(tmp_path / "chroma")
+    remote = ChromaStore.remote("http://127.0.0.1:9")  # never connected: only its kind matters
+    assert not pipelined("auto", inline) and pipelined("auto", remote)
+    assert pipelined("on", inline) and not pipelined("off", remote)
