@@ -29,6 +29,26 @@ def process_cpu_s(pid: int) -> float:
         return math.nan
 
 
+def with_descendants(pids: list[int]) -> list[int]:
+    """``pids`` and every process below them (the server's private Chroma child,
+    memory/chroma_child.py, works for the server: its CPU is the server's)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += parents.get(pid, [])
+    return out
+
+
 def thread_cpu_s(native_id: int | None) -> float:
     """User + system CPU seconds of one thread of this process (``threading.Thread.native_id``)."""
     if native_id is None:
@@ -51,7 +71,7 @@ def machine_busy_s() -> float:
 
 @dataclass(frozen=True, slots=True)
 class CpuSample:
-    server: float  # the server process(es)
+    server: float  # the server process(es) and their children (a private Chroma)
     bench: float  # this process: the load generator and the in-process fake upstream
     upstream: float  # the fake upstream's thread (part of ``bench``)
     machine: float  # all cores, everything running
@@ -59,7 +79,7 @@ class CpuSample:
 
 def sample(server_pids: list[int], upstream_thread: int | None) -> CpuSample:
     return CpuSample(
-        server=sum(process_cpu_s(pid) for pid in server_pids),
+        server=sum(process_cpu_s(pid) for pid in with_descendants(server_pids)),
         bench=process_cpu_s(os.getpid()),
         upstream=thread_cpu_s(upstream_thread),
         machine=machine_busy_s(),
