@@ -155,7 +155,30 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-class TorchRuntime:
+class _BatchedRuntime:
+    """What the torch and OpenVINO runtimes share: their own tokenizer, batches dealt to
+    ``_workers`` side by side (:func:`side_by_side`), mean pooling; ``_run`` is theirs."""
+
+    _batch_size: int
+    _workers: int
+    _pool: ThreadPoolExecutor | None
+    _tokenizer: Tokenizer
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return _mean_pooled(self._tokenizer, self.token_states, texts)
+
+    def token_states(self, sequences: list[list[int]]) -> list[np.ndarray]:
+        return side_by_side(sequences, self._batch_size, self._workers, self._pool, self._run)
+
+    def _run(self, worker: int, sequences: list[list[int]], share: list[list[int]], out: list[np.ndarray]) -> None:
+        raise NotImplementedError
+
+
+class TorchRuntime(_BatchedRuntime):
     """The sentence-transformers model on torch (its transformer; tokenising, batching
     and mean pooling done here as in :class:`OnnxRuntime`); ``bf16``: under bfloat16
     autocast (on AMX tiles where the CPU has them). Autocast rather than bfloat16 weights:
@@ -182,16 +205,6 @@ class TorchRuntime:
         self._batch_size = batch_size
         self._model: SentenceTransformer = SentenceTransformer(model_path, device="cpu")
         self._tokenizer = _tokenizer(model_path)  # one runtime per lane: its thread's own
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return _mean_pooled(self._tokenizer, self.token_states, texts)
-
-    def token_states(self, sequences: list[list[int]]) -> list[np.ndarray]:
-        return side_by_side(sequences, self._batch_size, self._workers, self._pool, self._run)
 
     def _run(self, _worker: int, sequences: list[list[int]], share: list[list[int]], out: list[np.ndarray]) -> None:
         import torch
@@ -301,7 +314,7 @@ class OnnxRuntime:
         return out
 
 
-class OpenVinoRuntime:
+class OpenVinoRuntime(_BatchedRuntime):
     """OpenVINO on the exported ONNX file (the same file as :class:`OnnxRuntime`), in
     bfloat16 on a CPU with AMX (its AMX kernels), else in fp32; tokenising, batching and
     mean pooling as in :class:`TorchRuntime`. Per batch it has less overhead than eager
@@ -333,16 +346,6 @@ class OpenVinoRuntime:
                                          initializer=lower_this_thread) if self._workers > 1 else None)
         self._batch_size = batch_size
         self._tokenizer = _tokenizer(model_path)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return _mean_pooled(self._tokenizer, self.token_states, texts)
-
-    def token_states(self, sequences: list[list[int]]) -> list[np.ndarray]:
-        return side_by_side(sequences, self._batch_size, self._workers, self._pool, self._run)
 
     def _run(self, worker: int, sequences: list[list[int]], share: list[list[int]], out: list[np.ndarray]) -> None:
         request = self._requests[worker]
