@@ -92,12 +92,18 @@ class ChromaChild:
         logfile = path.with_name(f"{path.name}-child.log")
         for attempt in range(1, ATTEMPTS + 1):
             port = _free_port()
-            child = cls(await _spawn(path, port, logfile, lock), port, path, lock)
+            try:
+                process = await _spawn(path, port, logfile, lock)
+            except BaseException:
+                os.close(lock)  # no chroma to run (not installed?): the folder is free again
+                raise
+            child = cls(process, port, path, lock)
             try:
                 await child._ready(timeout_s, logfile)
             except StoreUnavailable:
-                await child.stop(release=attempt == ATTEMPTS)
-                if attempt == ATTEMPTS or child.process.returncode is None:
+                retry = attempt < ATTEMPTS and child.process.returncode is not None  # exited: port taken?
+                await child.stop(release=not retry)
+                if not retry:
                     raise
                 continue
             except BaseException:
